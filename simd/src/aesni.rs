@@ -1,0 +1,256 @@
+//! XTS with AES-NI and PCLMULQDQ on 128-bit registers.
+//!
+//! Eight blocks are in flight: AESENC has a latency of several cycles but the core starts one or two
+//! per cycle, so eight independent blocks keep the AES units busy. Their eight tweaks live in
+//! registers; after each group of eight every tweak jumps ahead by `x^8` with one carry-less multiply
+//! (see [`mul_x_pow`]), so no serial doubling chain limits the loop.
+//!
+//! The data key's first round key is folded into the tweak before the first XOR, and the tweak into
+//! the last round key (`AESENCLAST(s, k) ^ t == AESENCLAST(s, k ^ t)`), so each block costs one XOR
+//! beyond the cipher itself.
+//!
+//! The wider kernels reuse this file's 128-bit helpers for what is left of a data unit after their
+//! wide loop and for ciphertext stealing.
+
+use crate::keys::RoundKeys;
+use core::arch::x86_64::*;
+
+/// Runs XTS over `buf` cut into units of `unit_len` bytes, numbered from `first` by `step`.
+///
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE4.1 (`Backend::AesNi.is_supported()`).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
+pub(crate) unsafe fn xts(keys: &RoundKeys, decrypt: bool, buf: &mut [u8], unit_len: usize, first: u128, step: u128) {
+    // SAFETY: this function enables every feature `units` needs.
+    unsafe {
+        match (decrypt, keys.rounds) {
+            (false, 10) => units::<false, 10>(keys, buf, unit_len, first, step),
+            (false, _) => units::<false, 14>(keys, buf, unit_len, first, step),
+            (true, 10) => units::<true, 10>(keys, buf, unit_len, first, step),
+            (true, _) => units::<true, 14>(keys, buf, unit_len, first, step),
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE4.1.
+#[inline(always)]
+unsafe fn units<const DEC: bool, const NR: usize>(
+    keys: &RoundKeys,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let rk = load_keys(if DEC { &keys.dec } else { &keys.enc });
+        let tk = load_keys(&keys.tweak);
+        let mut number = first;
+        let mut t0 = encrypt_tweak::<NR>(&tk, number);
+        for unit in buf.chunks_mut(unit_len.max(16)) {
+            number = number.wrapping_add(step);
+            // The next unit's tweak depends on nothing below, so issuing it first lets the core
+            // overlap its serial AES chain with this unit's blocks.
+            let next = encrypt_tweak::<NR>(&tk, number);
+            one_unit::<DEC, NR>(&rk, unit, t0);
+            t0 = next;
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE4.1.
+#[inline(always)]
+unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: &mut [u8], t0: __m128i) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let (body, stolen) = split_for_stealing(unit);
+        let mut tw = [t0; 8];
+        for (j, t) in tw.iter_mut().enumerate() {
+            *t = mul_x_pow(t0, j as i32);
+        }
+        let mut groups = body.chunks_exact_mut(8 * 16);
+        for group in &mut groups {
+            crypt_blocks::<DEC, NR, 8>(rk, group, &tw);
+            for t in &mut tw {
+                *t = mul_x_pow(*t, 8);
+            }
+        }
+        let next = blocks_in_xmm::<DEC, NR>(rk, groups.into_remainder(), tw[0]);
+        steal::<DEC, NR>(rk, stolen, next);
+    }
+}
+
+/// Splits a data unit into the blocks processed normally and the part that needs ciphertext stealing:
+/// empty when the length is a multiple of 16, else the last full block and the partial one.
+#[inline(always)]
+pub(crate) fn split_for_stealing(unit: &mut [u8]) -> (&mut [u8], &mut [u8]) {
+    let tail = unit.len() % 16;
+    let body = if tail == 0 { unit.len() } else { unit.len().saturating_sub(16 + tail) };
+    unit.split_at_mut(body)
+}
+
+/// Loads all fifteen round-key slots (AES-128 leaves the last four zero).
+///
+/// # Safety
+/// The CPU must support SSE2.
+#[inline(always)]
+pub(crate) unsafe fn load_keys(keys: &[[u8; 16]; 15]) -> [__m128i; 15] {
+    // SAFETY: each load reads one 16-byte array; the caller guarantees SSE2.
+    unsafe {
+        let mut rk = [_mm_setzero_si128(); 15];
+        for (reg, key) in rk.iter_mut().zip(keys) {
+            *reg = _mm_loadu_si128(key.as_ptr().cast());
+        }
+        rk
+    }
+}
+
+/// `AES_Key2(tweak value)`: the first tweak of a data unit. The value is a little-endian 128-bit
+/// integer; plain64 is a data-unit number below 2^64.
+///
+/// # Safety
+/// The CPU must support AES-NI and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn encrypt_tweak<const NR: usize>(tk: &[__m128i; 15], value: u128) -> __m128i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut t = _mm_xor_si128(_mm_set_epi64x((value >> 64) as i64, value as i64), tk[0]);
+        for key in &tk[1..NR] {
+            t = _mm_aesenc_si128(t, *key);
+        }
+        _mm_aesenclast_si128(t, tk[NR])
+    }
+}
+
+/// `t * x^k` in GF(2^128) with XTS's bit order, for `0 <= k <= 56`.
+///
+/// The tweak is a little-endian 128-bit integer: shift it left by `k` and fold the `k` bits that fall
+/// off the top back in as `bits * (x^7 + x^2 + x + 1)`; that product has at most `k + 7 < 64` bits, so
+/// one 64-bit carry-less multiply by 0x87 reduces it completely.
+///
+/// # Safety
+/// The CPU must support PCLMULQDQ and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn mul_x_pow(t: __m128i, k: i32) -> __m128i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let up = _mm_cvtsi32_si128(k);
+        let down = _mm_cvtsi32_si128(64 - k);
+        // A shift count of 64 yields zero, which makes k = 0 the identity.
+        let shifted = _mm_or_si128(_mm_sll_epi64(t, up), _mm_srl_epi64(_mm_slli_si128::<8>(t), down));
+        let overflow = _mm_srl_epi64(_mm_srli_si128::<8>(t), down);
+        _mm_xor_si128(shifted, _mm_clmulepi64_si128::<0x00>(overflow, _mm_cvtsi32_si128(0x87)))
+    }
+}
+
+/// One middle round in the kernel's direction.
+///
+/// # Safety
+/// The CPU must support AES-NI.
+#[inline(always)]
+unsafe fn round<const DEC: bool>(state: __m128i, key: __m128i) -> __m128i {
+    // SAFETY: the caller guarantees AES-NI.
+    unsafe { if DEC { _mm_aesdec_si128(state, key) } else { _mm_aesenc_si128(state, key) } }
+}
+
+/// The last round in the kernel's direction.
+///
+/// # Safety
+/// The CPU must support AES-NI.
+#[inline(always)]
+unsafe fn last_round<const DEC: bool>(state: __m128i, key: __m128i) -> __m128i {
+    // SAFETY: the caller guarantees AES-NI.
+    unsafe { if DEC { _mm_aesdeclast_si128(state, key) } else { _mm_aesenclast_si128(state, key) } }
+}
+
+/// XTS over exactly `W` blocks at the start of `blocks` with tweaks `tw`, all `W` in flight together.
+/// Does nothing if `blocks` is shorter than `W` blocks.
+///
+/// # Safety
+/// The CPU must support AES-NI and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn crypt_blocks<const DEC: bool, const NR: usize, const W: usize>(
+    rk: &[__m128i; 15],
+    blocks: &mut [u8],
+    tw: &[__m128i; W],
+) {
+    if blocks.len() < 16 * W {
+        return;
+    }
+    let p = blocks.as_mut_ptr();
+    // SAFETY: the loads and stores touch bytes 0..16 * W of `blocks`, checked above; the caller
+    // guarantees the features.
+    unsafe {
+        let mut s = [_mm_setzero_si128(); W];
+        for j in 0..W {
+            let whitened = _mm_xor_si128(tw[j], rk[0]);
+            s[j] = _mm_xor_si128(_mm_loadu_si128(p.add(16 * j).cast()), whitened);
+        }
+        for key in &rk[1..NR] {
+            for state in &mut s {
+                *state = round::<DEC>(*state, *key);
+            }
+        }
+        for j in 0..W {
+            let out = last_round::<DEC>(s[j], _mm_xor_si128(rk[NR], tw[j]));
+            _mm_storeu_si128(p.add(16 * j).cast(), out);
+        }
+    }
+}
+
+/// XTS over whole blocks (`blocks.len()` a multiple of 16; a partial block at the end is left alone)
+/// starting with tweak `t`, four at a time, then one at a time. Returns the tweak of the block after.
+///
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn blocks_in_xmm<const DEC: bool, const NR: usize>(
+    rk: &[__m128i; 15],
+    blocks: &mut [u8],
+    mut t: __m128i,
+) -> __m128i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut quads = blocks.chunks_exact_mut(4 * 16);
+        for quad in &mut quads {
+            let tw = [t, mul_x_pow(t, 1), mul_x_pow(t, 2), mul_x_pow(t, 3)];
+            crypt_blocks::<DEC, NR, 4>(rk, quad, &tw);
+            t = mul_x_pow(t, 4);
+        }
+        for block in quads.into_remainder().chunks_exact_mut(16) {
+            crypt_blocks::<DEC, NR, 1>(rk, block, &[t]);
+            t = mul_x_pow(t, 1);
+        }
+        t
+    }
+}
+
+/// Ciphertext stealing over `last`: the last full block of a unit and the 1..=15 bytes after it, where
+/// `t` is that full block's tweak. Does nothing unless `last.len()` is 17..=31.
+///
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn steal<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], last: &mut [u8], t: __m128i) {
+    if !(17..32).contains(&last.len()) {
+        return;
+    }
+    let (full, partial) = last.split_at_mut(16);
+    let tail = partial.len();
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let later = mul_x_pow(t, 1);
+        // Encryption applies the block's own tweak first; decryption must undo the later one first.
+        let (first_tweak, second_tweak) = if DEC { (later, t) } else { (t, later) };
+        let mut stolen = [0u8; 16];
+        stolen.copy_from_slice(full);
+        crypt_blocks::<DEC, NR, 1>(rk, &mut stolen, &[first_tweak]);
+        let mut merged = stolen;
+        merged[..tail].copy_from_slice(partial);
+        partial.copy_from_slice(&stolen[..tail]);
+        crypt_blocks::<DEC, NR, 1>(rk, &mut merged, &[second_tweak]);
+        full.copy_from_slice(&merged);
+    }
+}

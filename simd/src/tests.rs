@@ -1,0 +1,111 @@
+//! Unit tests of the pieces the kernels are built from. The full differential tests of every backend
+//! against the portable one live in the `sectorcrypt` crate (`tests/backends.rs`).
+
+use super::*;
+
+#[test]
+fn names_round_trip() {
+    for backend in Backend::ALL {
+        assert_eq!(Backend::from_name(backend.name()), Some(backend));
+    }
+    assert_eq!(Backend::from_name("VAES512"), Some(Backend::Vaes512));
+    assert_eq!(Backend::from_name("avx9000"), None);
+}
+
+#[test]
+fn portable_is_always_supported_and_fastest_is_supported() {
+    assert!(Backend::Portable.is_supported());
+    assert!(Backend::fastest().is_supported());
+}
+
+#[test]
+fn key_halves_must_match_in_length() {
+    for (a, b) in [(15, 15), (16, 32), (32, 16), (24, 24), (0, 0), (64, 64)] {
+        let err = XtsEngine::new(Backend::Portable, &vec![1; a], &vec![2; b]).unwrap_err();
+        assert_eq!(err, EngineError::KeyHalfLength(KeyHalfLengthError { key1: a, key2: b }));
+    }
+}
+
+#[test]
+fn layout_checks() {
+    let layout = |unit_len, first, step| UnitLayout { unit_len, first, step };
+    assert_eq!(layout(15, 0, 1).check(32), Err(LayoutError::UnitTooShort));
+    assert_eq!(layout(512, 0, 1).check(0), Ok(()));
+    assert_eq!(layout(512, 0, 1).check(512 + 15), Err(LayoutError::TailTooShort));
+    assert_eq!(layout(512, 0, 1).check(512 + 16), Ok(()));
+    assert_eq!(layout(512, u64::MAX, 1).check(512), Ok(()));
+    assert_eq!(layout(512, u64::MAX, 1).check(513 + 16), Err(LayoutError::UnitNumberOverflow));
+    // 2^64-17, then +8, +8: the third unit is exactly 2^64-1, a fourth would pass it.
+    assert_eq!(layout(512, u64::MAX - 16, 8).check(3 * 512), Ok(()));
+    assert_eq!(layout(512, u64::MAX - 16, 8).check(3 * 512 + 16), Err(LayoutError::UnitNumberOverflow));
+}
+
+#[test]
+fn refused_layout_leaves_buffer_untouched() {
+    for backend in Backend::supported() {
+        let engine = XtsEngine::new(backend, &[1; 32], &[2; 32]).unwrap();
+        let mut buf = vec![7u8; 512 + 8];
+        let layout = UnitLayout { unit_len: 512, first: 0, step: 1 };
+        assert_eq!(engine.encrypt(&mut buf, layout), Err(LayoutError::TailTooShort));
+        assert!(buf.iter().all(|&b| b == 7));
+    }
+}
+
+/// The portable tweak doubling against a bit-by-bit definition of multiplication by x.
+#[test]
+fn mul_x_matches_definition() {
+    let mut t: u128 = 0x8000_0000_0000_0000_0000_0000_0000_0001;
+    for _ in 0..300 {
+        let bytes = t.to_le_bytes();
+        let mut expected = [0u8; 16];
+        let mut carry = 0u8;
+        for i in 0..16 {
+            expected[i] = (bytes[i] << 1) | carry;
+            carry = bytes[i] >> 7;
+        }
+        if carry == 1 {
+            expected[0] ^= 0x87;
+        }
+        let next = portable::mul_x(t);
+        assert_eq!(next.to_le_bytes(), expected);
+        t = next ^ 0x0123_4567_89ab_cdef;
+    }
+}
+
+/// The AES-NI key schedule against the `aes` crate: one AES block through the x86 kernels with a
+/// tweak key of zeros equals `AES_Key1(P ^ T) ^ T` with `T = AES_0(0)`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_key_schedules_match_aes_crate() {
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    for backend in Backend::supported().filter(|b| *b != Backend::Portable) {
+        for len in [16usize, 32] {
+            let key1: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+            let key2 = vec![0u8; len];
+            let engine = XtsEngine::new(backend, &key1, &key2).unwrap();
+            let mut tweak = aes::Block::default();
+            let mut block = aes::Block::from([0x5a; 16]);
+            if len == 16 {
+                aes::Aes128::new_from_slice(&key2).unwrap().encrypt_block(&mut tweak);
+            } else {
+                aes::Aes256::new_from_slice(&key2).unwrap().encrypt_block(&mut tweak);
+            }
+            for (b, t) in block.iter_mut().zip(tweak.iter()) {
+                *b ^= t;
+            }
+            if len == 16 {
+                aes::Aes128::new_from_slice(&key1).unwrap().encrypt_block(&mut block);
+            } else {
+                aes::Aes256::new_from_slice(&key1).unwrap().encrypt_block(&mut block);
+            }
+            for (b, t) in block.iter_mut().zip(tweak.iter()) {
+                *b ^= t;
+            }
+            let mut buf = [0x5a; 16];
+            engine.encrypt(&mut buf, UnitLayout { unit_len: 16, first: 0, step: 1 }).unwrap();
+            assert_eq!(buf[..], block[..], "{backend} AES-{}", len * 8);
+            engine.decrypt(&mut buf, UnitLayout { unit_len: 16, first: 0, step: 1 }).unwrap();
+            assert_eq!(buf, [0x5a; 16], "{backend} AES-{} decrypt", len * 8);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! XTS with VAES and VPCLMULQDQ on 256-bit registers (AVX2 machines with VAES: Zen 3 and later, Alder
+//! Lake and later).
+//!
+//! A register holds two consecutive blocks and their two tweaks. Eight registers, sixteen blocks, are in
+//! flight; lane `l` of tweak register `j` holds `T0 * x^(2j + l)`, and every tweak register jumps ahead
+//! by `x^16` after each group. AVX2 has only sixteen vector registers, so the compiler keeps some tweaks
+//! on the stack; those reloads ride on the load ports, which this loop barely uses. Fewer than sixteen
+//! blocks left at the end of a unit go through the 128-bit helpers.
+
+use crate::aesni;
+use crate::keys::RoundKeys;
+use core::arch::x86_64::*;
+
+/// Runs XTS over `buf` cut into units of `unit_len` bytes, numbered from `first` by `step`.
+///
+/// # Safety
+/// The CPU must support AVX2, VAES, VPCLMULQDQ, AES-NI, PCLMULQDQ and SSE4.1
+/// (`Backend::Vaes256.is_supported()`).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+pub(crate) unsafe fn xts(keys: &RoundKeys, decrypt: bool, buf: &mut [u8], unit_len: usize, first: u128, step: u128) {
+    // SAFETY: this function enables every feature `units` needs.
+    unsafe {
+        match (decrypt, keys.rounds) {
+            (false, 10) => units::<false, 10>(keys, buf, unit_len, first, step),
+            (false, _) => units::<false, 14>(keys, buf, unit_len, first, step),
+            (true, 10) => units::<true, 10>(keys, buf, unit_len, first, step),
+            (true, _) => units::<true, 14>(keys, buf, unit_len, first, step),
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn units<const DEC: bool, const NR: usize>(
+    keys: &RoundKeys,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
+        let tk = aesni::load_keys(&keys.tweak);
+        let mut rk = [_mm256_setzero_si256(); 15];
+        for (wide, key) in rk.iter_mut().zip(&rk128) {
+            *wide = _mm256_broadcastsi128_si256(*key);
+        }
+        let mut number = first;
+        let mut t0 = aesni::encrypt_tweak::<NR>(&tk, number);
+        for unit in buf.chunks_mut(unit_len.max(16)) {
+            number = number.wrapping_add(step);
+            // Issued first so the core overlaps this serial AES chain with the unit's blocks.
+            let next = aesni::encrypt_tweak::<NR>(&tk, number);
+            one_unit::<DEC, NR>(&rk, &rk128, unit, t0);
+            t0 = next;
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn one_unit<const DEC: bool, const NR: usize>(
+    rk: &[__m256i; 15],
+    rk128: &[__m128i; 15],
+    unit: &mut [u8],
+    t0: __m128i,
+) {
+    // SAFETY: the caller guarantees the features; the loads and stores stay inside each 256-byte group.
+    unsafe {
+        let (body, stolen) = aesni::split_for_stealing(unit);
+        let first = _mm256_broadcastsi128_si256(t0);
+        let mut tw = [first; 8];
+        for (j, t) in tw.iter_mut().enumerate() {
+            let k = 2 * j as i64;
+            *t = mul_x_pow(first, _mm256_set_epi64x(k + 1, k + 1, k, k));
+        }
+        let mut groups = body.chunks_exact_mut(16 * 16);
+        for group in &mut groups {
+            let p = group.as_mut_ptr();
+            let mut s = [_mm256_setzero_si256(); 8];
+            for (j, state) in s.iter_mut().enumerate() {
+                *state = _mm256_loadu_si256(p.add(32 * j).cast());
+            }
+            crypt::<DEC, NR, 8>(rk, &mut s, &tw);
+            for (j, state) in s.iter().enumerate() {
+                _mm256_storeu_si256(p.add(32 * j).cast(), *state);
+            }
+            let step = _mm256_set1_epi64x(16);
+            for t in &mut tw {
+                *t = mul_x_pow(*t, step);
+            }
+        }
+        let next = aesni::blocks_in_xmm::<DEC, NR>(rk128, groups.into_remainder(), _mm256_castsi256_si128(tw[0]));
+        aesni::steal::<DEC, NR>(rk128, stolen, next);
+    }
+}
+
+/// Both lanes `t * x^k`, with `k` per 64-bit half in `k` (both halves of a lane equal, `0 <= k <= 56`);
+/// the same reduction as [`aesni::mul_x_pow`], two lanes at once.
+///
+/// # Safety
+/// The CPU must support AVX2 and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn mul_x_pow(t: __m256i, k: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let down = _mm256_sub_epi64(_mm256_set1_epi64x(64), k);
+        let carried_up = _mm256_srlv_epi64(_mm256_bslli_epi128::<8>(t), down);
+        let shifted = _mm256_or_si256(_mm256_sllv_epi64(t, k), carried_up);
+        let overflow = _mm256_srlv_epi64(_mm256_bsrli_epi128::<8>(t), down);
+        let reduced = _mm256_clmulepi64_epi128::<0x00>(overflow, _mm256_set1_epi64x(0x87));
+        _mm256_xor_si256(shifted, reduced)
+    }
+}
+
+/// The AES rounds over `W` registers of two blocks each, with the tweak XORs folded into the first and
+/// last round keys.
+///
+/// # Safety
+/// The CPU must support AVX2 and VAES.
+#[inline(always)]
+unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
+    rk: &[__m256i; 15],
+    s: &mut [__m256i; W],
+    tw: &[__m256i; W],
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        for (state, t) in s.iter_mut().zip(tw) {
+            *state = _mm256_xor_si256(*state, _mm256_xor_si256(*t, rk[0]));
+        }
+        for key in &rk[1..NR] {
+            for state in s.iter_mut() {
+                *state = if DEC { _mm256_aesdec_epi128(*state, *key) } else { _mm256_aesenc_epi128(*state, *key) };
+            }
+        }
+        for (state, t) in s.iter_mut().zip(tw) {
+            let last = _mm256_xor_si256(rk[NR], *t);
+            *state = if DEC { _mm256_aesdeclast_epi128(*state, last) } else { _mm256_aesenclast_epi128(*state, last) };
+        }
+    }
+}

@@ -61,7 +61,9 @@ impl FromStr for BackendChoice {
         if name.eq_ignore_ascii_case("auto") {
             return Ok(BackendChoice::Auto);
         }
-        Backend::from_name(name).map(BackendChoice::Named).ok_or_else(|| Error::UnknownBackend(name.to_owned()))
+        Backend::from_name(name)
+            .map(BackendChoice::Named)
+            .ok_or_else(|| Error::UnknownBackend(name.to_owned()))
     }
 }
 
@@ -108,6 +110,24 @@ impl DataUnits {
     /// Increment between the numbers of neighbouring units.
     pub fn step(&self) -> u64 {
         self.step
+    }
+
+    /// Checks that `len` bytes (a buffer, or a whole file processed piece by piece) fit these units:
+    /// at least 16 bytes, a last unit of at least 16 bytes, and unit numbers that stay within u64.
+    pub fn check(&self, len: u64) -> Result<()> {
+        if len < 16 {
+            return Err(Error::DataUnitLength(len as usize));
+        }
+        let size = self.size as u64;
+        let tail = len % size;
+        if tail != 0 && tail < 16 {
+            return Err(Error::DataUnitLength(tail as usize));
+        }
+        (len.div_ceil(size) - 1)
+            .checked_mul(self.step)
+            .and_then(|span| self.first.checked_add(span))
+            .map(|_| ())
+            .ok_or(Error::UnitNumberOverflow)
     }
 
     fn layout(&self) -> UnitLayout {
@@ -228,13 +248,7 @@ fn single_unit(len: usize, number: u64) -> Result<UnitLayout> {
 }
 
 fn check(len: usize, units: DataUnits) -> Result<()> {
-    if len < 16 {
-        return Err(Error::DataUnitLength(len));
-    }
-    units.layout().check(len).map_err(|e| match e {
-        LayoutError::TailTooShort => Error::DataUnitLength(len % units.size),
-        other => layout_error(other),
-    })
+    units.check(len as u64)
 }
 
 fn layout_error(e: LayoutError) -> Error {

@@ -96,7 +96,8 @@ fn ieee(path: &Path) -> Vec<Case> {
                 source: format!("IEEE 1619 vector {number}"),
                 key,
                 tweak: Tweak::Number(
-                    u64::from_str_radix(fields["DataUnitSequenceNumber"], 16).expect("DataUnitSequenceNumber"),
+                    u64::from_str_radix(fields["DataUnitSequenceNumber"], 16)
+                        .expect("DataUnitSequenceNumber"),
                 ),
                 plaintext: hex(fields["PTX"]),
                 ciphertext: hex(fields["CTX"]),
@@ -125,7 +126,11 @@ fn cryptopp(path: &Path) -> Vec<Case> {
         let Some(test) = fields.get("Test") else { continue };
         assert_eq!(test, "Encrypt", "unexpected record kind in {}", path.display());
         cases.push(Case {
-            source: format!("Crypto++ {} ({})", fields["Source"], fields.get("Comment").map_or("", |c| c.as_str())),
+            source: format!(
+                "Crypto++ {} ({})",
+                fields["Source"],
+                fields.get("Comment").map_or("", |c| c.as_str())
+            ),
             key: hex(&fields["Key"]),
             tweak: Tweak::Raw(raw_tweak(&hex(&fields["IV"]))),
             plaintext: hex(&fields["Plaintext"]),
@@ -171,12 +176,27 @@ fn run(case: &Case, backend: Backend) -> Result<(), String> {
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
     let files: Vec<(String, Vec<Case>)> = vec![
-        ("nist-xts/tweak-hexstr/XTSGenAES128.rsp", nist(&dir.join("nist-xts/tweak-hexstr/XTSGenAES128.rsp"), "NIST hexstr AES-128")),
-        ("nist-xts/tweak-hexstr/XTSGenAES256.rsp", nist(&dir.join("nist-xts/tweak-hexstr/XTSGenAES256.rsp"), "NIST hexstr AES-256")),
-        ("nist-xts/data-unit-seq-no/XTSGenAES128.rsp", nist(&dir.join("nist-xts/data-unit-seq-no/XTSGenAES128.rsp"), "NIST dusn AES-128")),
-        ("nist-xts/data-unit-seq-no/XTSGenAES256.rsp", nist(&dir.join("nist-xts/data-unit-seq-no/XTSGenAES256.rsp"), "NIST dusn AES-256")),
+        (
+            "nist-xts/tweak-hexstr/XTSGenAES128.rsp",
+            nist(&dir.join("nist-xts/tweak-hexstr/XTSGenAES128.rsp"), "NIST hexstr AES-128"),
+        ),
+        (
+            "nist-xts/tweak-hexstr/XTSGenAES256.rsp",
+            nist(&dir.join("nist-xts/tweak-hexstr/XTSGenAES256.rsp"), "NIST hexstr AES-256"),
+        ),
+        (
+            "nist-xts/data-unit-seq-no/XTSGenAES128.rsp",
+            nist(&dir.join("nist-xts/data-unit-seq-no/XTSGenAES128.rsp"), "NIST dusn AES-128"),
+        ),
+        (
+            "nist-xts/data-unit-seq-no/XTSGenAES256.rsp",
+            nist(&dir.join("nist-xts/data-unit-seq-no/XTSGenAES256.rsp"), "NIST dusn AES-256"),
+        ),
         ("ieee1619/xts-aes-vectors.txt", ieee(&dir.join("ieee1619/xts-aes-vectors.txt"))),
-        ("ieee1619/cryptopp-TestVectors-xts.txt", cryptopp(&dir.join("ieee1619/cryptopp-TestVectors-xts.txt"))),
+        (
+            "ieee1619/cryptopp-TestVectors-xts.txt",
+            cryptopp(&dir.join("ieee1619/cryptopp-TestVectors-xts.txt")),
+        ),
     ]
     .into_iter()
     .map(|(name, cases)| (name.to_owned(), cases))
@@ -192,7 +212,10 @@ fn main() {
     let backends: Vec<Backend> = Backend::supported().collect();
     let mut failures = Vec::new();
     let (mut total_passed, mut total_skipped) = (0usize, 0usize);
-    println!("known-answer vectors on backends: {}", backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "));
+    println!(
+        "known-answer vectors on backends: {}",
+        backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    );
     for (name, cases) in &files {
         let skipped = cases.iter().filter(|c| c.skip.is_some()).count();
         let mut passed = 0;
@@ -206,14 +229,29 @@ fn main() {
             }
             passed += usize::from(ok);
         }
-        let reasons: Vec<&str> = cases.iter().filter_map(|c| c.skip).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        let why = if reasons.is_empty() { String::new() } else { format!(" (skipped: {})", reasons.join("; ")) };
-        println!("  {name}: {} records, {passed} passed on every backend, {skipped} skipped{why}", cases.len());
+        let reasons: Vec<&str> = cases
+            .iter()
+            .filter_map(|c| c.skip)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let why =
+            if reasons.is_empty() { String::new() } else { format!(" (skipped: {})", reasons.join("; ")) };
+        println!(
+            "  {name}: {} records, {passed} passed on every backend, {skipped} skipped{why}",
+            cases.len()
+        );
         total_passed += passed;
         total_skipped += skipped;
     }
-    let equal_halves = files.iter().flat_map(|(_, c)| c).filter(|c| c.key[..c.key.len() / 2] == c.key[c.key.len() / 2..]).count();
-    println!("  {equal_halves} records have Key1 == Key2 and ran through XtsKey::hazmat_from_bytes_allow_equal_halves");
+    let equal_halves = files
+        .iter()
+        .flat_map(|(_, c)| c)
+        .filter(|c| c.key[..c.key.len() / 2] == c.key[c.key.len() / 2..])
+        .count();
+    println!(
+        "  {equal_halves} records have Key1 == Key2 and ran through XtsKey::hazmat_from_bytes_allow_equal_halves"
+    );
     for failure in failures.iter().take(20) {
         println!("FAILED {failure}");
     }

@@ -20,7 +20,14 @@ use core::arch::x86_64::*;
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE4.1 (`Backend::AesNi.is_supported()`).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
-pub(crate) unsafe fn xts(keys: &RoundKeys, decrypt: bool, buf: &mut [u8], unit_len: usize, first: u128, step: u128) {
+pub(crate) unsafe fn xts(
+    keys: &RoundKeys,
+    decrypt: bool,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
     // SAFETY: this function enables every feature `units` needs.
     unsafe {
         match (decrypt, keys.rounds) {
@@ -233,7 +240,11 @@ pub(crate) unsafe fn blocks_in_xmm<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE2.
 #[inline(always)]
-pub(crate) unsafe fn steal<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], last: &mut [u8], t: __m128i) {
+pub(crate) unsafe fn steal<const DEC: bool, const NR: usize>(
+    rk: &[__m128i; 15],
+    last: &mut [u8],
+    t: __m128i,
+) {
     if !(17..32).contains(&last.len()) {
         return;
     }

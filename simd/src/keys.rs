@@ -21,11 +21,7 @@ pub struct KeyHalfLengthError {
 
 impl fmt::Display for KeyHalfLengthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "XTS key halves must both be 16 or both 32 bytes, got {} and {}",
-            self.key1, self.key2
-        )
+        write!(f, "XTS key halves must both be 16 or both 32 bytes, got {} and {}", self.key1, self.key2)
     }
 }
 

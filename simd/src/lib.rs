@@ -46,9 +46,9 @@ mod vaes512;
 use core::fmt;
 
 pub use keys::KeyHalfLengthError;
-use keys::{KeyHalves, PortableKeys};
 #[cfg(target_arch = "x86_64")]
 use keys::RoundKeys;
+use keys::{KeyHalves, PortableKeys};
 
 #[cfg(target_arch = "x86_64")]
 mod cpu {
@@ -56,11 +56,31 @@ mod cpu {
     // for data-unit tails, so each feature set includes them.
     cpufeatures::new!(aesni, "aes", "pclmulqdq", "sse2", "ssse3", "sse4.1");
     cpufeatures::new!(
-        vaes256, "aes", "pclmulqdq", "sse2", "ssse3", "sse4.1", "avx", "avx2", "vaes", "vpclmulqdq"
+        vaes256,
+        "aes",
+        "pclmulqdq",
+        "sse2",
+        "ssse3",
+        "sse4.1",
+        "avx",
+        "avx2",
+        "vaes",
+        "vpclmulqdq"
     );
     cpufeatures::new!(
-        vaes512, "aes", "pclmulqdq", "sse2", "ssse3", "sse4.1", "avx", "avx2", "avx512f", "avx512bw",
-        "avx512vl", "vaes", "vpclmulqdq"
+        vaes512,
+        "aes",
+        "pclmulqdq",
+        "sse2",
+        "ssse3",
+        "sse4.1",
+        "avx",
+        "avx2",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "vaes",
+        "vpclmulqdq"
     );
     pub(crate) use {aesni::get as has_aesni, vaes256::get as has_vaes256, vaes512::get as has_vaes512};
 }

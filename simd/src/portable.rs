@@ -18,7 +18,14 @@ const BATCH: usize = 32;
 
 /// Encrypts or decrypts `buf` as data units of `unit_len` bytes numbered `first`, `first + step`, ...
 /// The caller has checked the layout; on a short tail this still touches nothing out of bounds.
-pub(crate) fn xts(keys: &PortableKeys, decrypt: bool, buf: &mut [u8], unit_len: usize, first: u128, step: u128) {
+pub(crate) fn xts(
+    keys: &PortableKeys,
+    decrypt: bool,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
     match keys {
         PortableKeys::Aes128 { data, tweak } => units(data, tweak, decrypt, buf, unit_len, first, step),
         PortableKeys::Aes256 { data, tweak } => units(data, tweak, decrypt, buf, unit_len, first, step),

@@ -17,7 +17,14 @@ use core::arch::x86_64::*;
 /// The CPU must support AVX2, VAES, VPCLMULQDQ, AES-NI, PCLMULQDQ and SSE4.1
 /// (`Backend::Vaes256.is_supported()`).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
-pub(crate) unsafe fn xts(keys: &RoundKeys, decrypt: bool, buf: &mut [u8], unit_len: usize, first: u128, step: u128) {
+pub(crate) unsafe fn xts(
+    keys: &RoundKeys,
+    decrypt: bool,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
     // SAFETY: this function enables every feature `units` needs.
     unsafe {
         match (decrypt, keys.rounds) {
@@ -93,7 +100,8 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
                 *t = mul_x_pow(*t, step);
             }
         }
-        let next = aesni::blocks_in_xmm::<DEC, NR>(rk128, groups.into_remainder(), _mm256_castsi256_si128(tw[0]));
+        let next =
+            aesni::blocks_in_xmm::<DEC, NR>(rk128, groups.into_remainder(), _mm256_castsi256_si128(tw[0]));
         aesni::steal::<DEC, NR>(rk128, stolen, next);
     }
 }
@@ -134,12 +142,17 @@ unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
         }
         for key in &rk[1..NR] {
             for state in s.iter_mut() {
-                *state = if DEC { _mm256_aesdec_epi128(*state, *key) } else { _mm256_aesenc_epi128(*state, *key) };
+                *state =
+                    if DEC { _mm256_aesdec_epi128(*state, *key) } else { _mm256_aesenc_epi128(*state, *key) };
             }
         }
         for (state, t) in s.iter_mut().zip(tw) {
             let last = _mm256_xor_si256(rk[NR], *t);
-            *state = if DEC { _mm256_aesdeclast_epi128(*state, last) } else { _mm256_aesenclast_epi128(*state, last) };
+            *state = if DEC {
+                _mm256_aesdeclast_epi128(*state, last)
+            } else {
+                _mm256_aesenclast_epi128(*state, last)
+            };
         }
     }
 }

@@ -66,10 +66,13 @@ impl XtsKey {
         let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
         let digits = hex_digits.trim().as_bytes();
         let len = digits.len() / 2;
-        if digits.len() % 2 != 0 || !(len == 32 || len == 64) {
-            return Err(Error::KeyLength(digits.len() / 2));
+        if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(Error::KeyEncoding(digits.len()));
         }
-        hex::decode_to_slice(digits, &mut bytes[..len]).map_err(|_| Error::KeyLength(len))?;
+        if !(len == 32 || len == 64) {
+            return Err(Error::KeyLength(len));
+        }
+        hex::decode_to_slice(digits, &mut bytes[..len]).map_err(|_| Error::KeyEncoding(digits.len()))?;
         Self::from_bytes(&bytes[..len])
     }
 

@@ -45,6 +45,7 @@ impl<'a> KeyHalves<'a> {
 }
 
 /// Key1 and Key2 as `aes` crate ciphers.
+#[allow(clippy::large_enum_variant, reason = "built once per engine and never moved on a hot path")]
 pub(crate) enum PortableKeys {
     Aes128 { data: Aes128, tweak: Aes128 },
     Aes256 { data: Aes256, tweak: Aes256 },

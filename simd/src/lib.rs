@@ -229,6 +229,7 @@ impl UnitLayout {
 ///
 /// Holding the backend and its key material in one variant makes a mismatch unrepresentable, so the
 /// dispatch below needs neither a check nor an `unwrap`.
+#[allow(clippy::large_enum_variant, reason = "built once per engine and never moved on a hot path")]
 enum Kernel {
     Portable(PortableKeys),
     #[cfg(target_arch = "x86_64")]

@@ -90,10 +90,10 @@ fn bad_inputs_are_refused_without_output() {
     let d = dir.path();
     let equal = "ab".repeat(64);
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
-        (vec![], &KEY256[..63], "hexadecimal digits"), // odd number of hex digits
-        (vec![], "zz", "hexadecimal digits"),          // not hex
-        (vec![], &KEY256[..96], "got 48 bytes"),       // wrong key length
-        (vec![], &equal, "equal"),                     // Key1 == Key2
+        (vec![], &KEY256[..63], "not hexadecimal"), // odd number of hex digits
+        (vec![], "zz", "not hexadecimal"),          // not hex
+        (vec![], &KEY256[..96], "got 48 bytes"),    // wrong key length
+        (vec![], &equal, "equal"),                  // Key1 == Key2
         (vec!["--backend", "avx9000"], KEY256, "unknown backend"), // unknown backend
         (vec!["--first-unit", "18446744073709551615"], KEY256, "2^64-1"), // 4096 bytes = 8 units of 512
         (vec!["--tweak-step", "0"], KEY256, "tweak step"),

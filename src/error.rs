@@ -10,9 +10,7 @@ pub enum Error {
     #[error("an XTS key is 32 bytes (XTS-AES-128) or 64 bytes (XTS-AES-256), got {0} bytes")]
     KeyLength(usize),
     /// A hex key with an odd number of digits or a character that is not a hex digit.
-    #[error(
-        "an XTS key in hex is 64 or 128 hexadecimal digits; got {0} characters that are not (odd count or non-hex)"
-    )]
+    #[error("the key is not hexadecimal: expected 64 or 128 hex digits (0-9, a-f), got {0} characters")]
     KeyEncoding(usize),
     /// Key1 and Key2 are equal, which IEEE 1619 allows but FIPS 140-3 (SP 800-38E) forbids.
     #[error("the two halves of the XTS key are equal (Key1 == Key2), which FIPS 140-3 forbids")]

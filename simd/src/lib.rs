@@ -33,6 +33,21 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+/// Calls `$kernel::<DECRYPT, ROUNDS>($args)` with the direction and round count (10 or 14) known at
+/// compile time, so each kernel is compiled once per combination with its loops fully unrolled.
+macro_rules! for_direction_and_rounds {
+    ($kernel:ident, $decrypt:expr, $rounds:expr, ($($arg:expr),*)) => {
+        match ($decrypt, $rounds) {
+            (false, 10) => $kernel::<false, 10>($($arg),*),
+            (false, _) => $kernel::<false, 14>($($arg),*),
+            (true, 10) => $kernel::<true, 10>($($arg),*),
+            (true, _) => $kernel::<true, 14>($($arg),*),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use for_direction_and_rounds;
+
 mod keys;
 mod portable;
 

@@ -31,12 +31,7 @@ pub(crate) unsafe fn xts(
 ) {
     // SAFETY: this function enables every feature `units` needs.
     unsafe {
-        match (decrypt, keys.rounds) {
-            (false, 10) => units::<false, 10>(keys, buf, unit_len, first, step),
-            (false, _) => units::<false, 14>(keys, buf, unit_len, first, step),
-            (true, 10) => units::<true, 10>(keys, buf, unit_len, first, step),
-            (true, _) => units::<true, 14>(keys, buf, unit_len, first, step),
-        }
+        crate::for_direction_and_rounds!(units, decrypt, keys.rounds, (keys, buf, unit_len, first, step))
     }
 }
 

@@ -24,7 +24,7 @@
 //! # }
 //! ```
 
-// `unsafe` lives in the `sectorcrypt-simd` crate; only the io_uring module may opt back in.
+// Every unchecked operation lives in the `sectorcrypt-simd` crate; only the io_uring module may opt back in.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -118,16 +118,16 @@ impl DataUnits {
         if len < 16 {
             return Err(Error::DataUnitLength(len as usize));
         }
-        let size = self.size as u64;
-        let tail = len % size;
-        if tail != 0 && tail < 16 {
-            return Err(Error::DataUnitLength(tail as usize));
+        self.layout().check(len).map_err(|e| self.error(e, len))
+    }
+
+    /// The library error for a layout the engine refused over `len` bytes.
+    fn error(&self, e: LayoutError, len: u64) -> Error {
+        match e {
+            LayoutError::UnitNumberOverflow => Error::UnitNumberOverflow,
+            // `new` allows no unit below 512 bytes, so only the last unit can be too short.
+            _ => Error::DataUnitLength((len % self.size as u64) as usize),
         }
-        (len.div_ceil(size) - 1)
-            .checked_mul(self.step)
-            .and_then(|span| self.first.checked_add(span))
-            .map(|_| ())
-            .ok_or(Error::UnitNumberOverflow)
     }
 
     fn layout(&self) -> UnitLayout {
@@ -169,51 +169,51 @@ impl Xts {
     /// uses ciphertext stealing.
     pub fn encrypt_unit(&self, unit: &mut [u8], number: u64) -> Result<()> {
         let layout = single_unit(unit.len(), number)?;
-        self.engine.encrypt(unit, layout).map_err(layout_error)
+        self.engine.encrypt(unit, layout).map_err(|_| Error::DataUnitLength(unit.len()))
     }
 
     /// Decrypts one data unit in place (see [`encrypt_unit`](Self::encrypt_unit)).
     pub fn decrypt_unit(&self, unit: &mut [u8], number: u64) -> Result<()> {
         let layout = single_unit(unit.len(), number)?;
-        self.engine.decrypt(unit, layout).map_err(layout_error)
+        self.engine.decrypt(unit, layout).map_err(|_| Error::DataUnitLength(unit.len()))
     }
 
     /// Encrypts one data unit in place with a raw 16-byte tweak value instead of a plain64 number (for
     /// other IV conventions, and for the NIST vectors that give tweaks as 128-bit strings).
     pub fn encrypt_unit_with_tweak(&self, unit: &mut [u8], tweak: [u8; 16]) -> Result<()> {
         single_unit(unit.len(), 0)?;
-        self.engine.encrypt_with_tweak(unit, tweak).map_err(layout_error)
+        self.engine.encrypt_with_tweak(unit, tweak).map_err(|_| Error::DataUnitLength(unit.len()))
     }
 
     /// Decrypts one data unit in place with a raw 16-byte tweak value.
     pub fn decrypt_unit_with_tweak(&self, unit: &mut [u8], tweak: [u8; 16]) -> Result<()> {
         single_unit(unit.len(), 0)?;
-        self.engine.decrypt_with_tweak(unit, tweak).map_err(layout_error)
+        self.engine.decrypt_with_tweak(unit, tweak).map_err(|_| Error::DataUnitLength(unit.len()))
     }
 
     /// Encrypts `buf` in place as consecutive data units on the calling thread. The last unit may be
     /// shorter than the others but must hold at least 16 bytes.
     pub fn encrypt_units(&self, buf: &mut [u8], units: DataUnits) -> Result<()> {
-        check(buf.len(), units)?;
-        self.engine.encrypt(buf, units.layout()).map_err(layout_error)
+        units.check(buf.len() as u64)?;
+        self.engine.encrypt(buf, units.layout()).map_err(|e| units.error(e, buf.len() as u64))
     }
 
     /// Decrypts `buf` in place as consecutive data units on the calling thread.
     pub fn decrypt_units(&self, buf: &mut [u8], units: DataUnits) -> Result<()> {
-        check(buf.len(), units)?;
-        self.engine.decrypt(buf, units.layout()).map_err(layout_error)
+        units.check(buf.len() as u64)?;
+        self.engine.decrypt(buf, units.layout()).map_err(|e| units.error(e, buf.len() as u64))
     }
 
     /// As [`encrypt_units`](Self::encrypt_units), spread over the current rayon pool when `buf` has at
     /// least [`PARALLEL_THRESHOLD`] bytes. The output is byte-identical to the serial call.
     pub fn encrypt_units_parallel(&self, buf: &mut [u8], units: DataUnits) -> Result<()> {
-        check(buf.len(), units)?;
+        units.check(buf.len() as u64)?;
         self.parallel(buf, units, |engine, chunk, layout| engine.encrypt(chunk, layout))
     }
 
     /// As [`decrypt_units`](Self::decrypt_units), spread over the current rayon pool.
     pub fn decrypt_units_parallel(&self, buf: &mut [u8], units: DataUnits) -> Result<()> {
-        check(buf.len(), units)?;
+        units.check(buf.len() as u64)?;
         self.parallel(buf, units, |engine, chunk, layout| engine.decrypt(chunk, layout))
     }
 
@@ -224,7 +224,8 @@ impl Xts {
         run: impl Fn(&XtsEngine, &mut [u8], UnitLayout) -> Result<(), LayoutError> + Sync,
     ) -> Result<()> {
         if buf.len() < PARALLEL_THRESHOLD || rayon::current_num_threads() < 2 {
-            return run(&self.engine, buf, units.layout()).map_err(layout_error);
+            let len = buf.len() as u64;
+            return run(&self.engine, buf, units.layout()).map_err(|e| units.error(e, len));
         }
         // A few tasks per thread balance the load; none below 64 KiB, where a task costs more than
         // its share of the split.
@@ -235,7 +236,8 @@ impl Xts {
             // `check` proved that every unit number in the buffer fits, so these cannot overflow.
             let offset = (i * units_per_task) as u64 * units.step;
             let layout = UnitLayout { first: units.first + offset, ..units.layout() };
-            run(&self.engine, chunk, layout).map_err(layout_error)
+            let len = chunk.len() as u64;
+            run(&self.engine, chunk, layout).map_err(|e| units.error(e, len))
         })
     }
 }
@@ -245,15 +247,4 @@ fn single_unit(len: usize, number: u64) -> Result<UnitLayout> {
         return Err(Error::DataUnitLength(len));
     }
     Ok(UnitLayout { unit_len: len, first: number, step: 1 })
-}
-
-fn check(len: usize, units: DataUnits) -> Result<()> {
-    units.check(len as u64)
-}
-
-fn layout_error(e: LayoutError) -> Error {
-    match e {
-        LayoutError::UnitNumberOverflow => Error::UnitNumberOverflow,
-        _ => Error::DataUnitLength(0),
-    }
 }

@@ -62,13 +62,6 @@ impl PortableKeys {
             }
         }
     }
-
-    pub(crate) fn key_bits(&self) -> u32 {
-        match self {
-            PortableKeys::Aes128 { .. } => 128,
-            PortableKeys::Aes256 { .. } => 256,
-        }
-    }
 }
 
 /// Round keys for the x86 kernels: 11 (AES-128) or 15 (AES-256) of each kind.
@@ -97,10 +90,6 @@ impl RoundKeys {
             unsafe { x86::expand(halves, &mut keys) };
         }
         keys
-    }
-
-    pub(crate) fn key_bits(&self) -> u32 {
-        if self.rounds == 10 { 128 } else { 256 }
     }
 }
 

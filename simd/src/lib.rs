@@ -219,20 +219,21 @@ impl fmt::Display for LayoutError {
 }
 
 impl UnitLayout {
-    /// Checks that `len` bytes cut cleanly into data units whose numbers all fit in a u64.
-    pub fn check(&self, len: usize) -> Result<(), LayoutError> {
+    /// Checks that `len` bytes (a buffer, or a whole file processed piece by piece) cut cleanly into
+    /// data units whose numbers all fit in a u64.
+    pub fn check(&self, len: u64) -> Result<(), LayoutError> {
         if self.unit_len < 16 {
             return Err(LayoutError::UnitTooShort);
         }
         if len == 0 {
             return Ok(());
         }
-        let tail = len % self.unit_len;
+        let unit_len = self.unit_len as u64;
+        let tail = len % unit_len;
         if tail != 0 && tail < 16 {
             return Err(LayoutError::TailTooShort);
         }
-        let units = len.div_ceil(self.unit_len) as u64;
-        (units - 1)
+        (len.div_ceil(unit_len) - 1)
             .checked_mul(self.step)
             .and_then(|span| self.first.checked_add(span))
             .map(|_| ())
@@ -309,15 +310,6 @@ impl XtsEngine {
         }
     }
 
-    /// The AES key size in bits of each half: 128 or 256.
-    pub fn key_bits(&self) -> u32 {
-        match &self.kernel {
-            Kernel::Portable(k) => k.key_bits(),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AesNi(k) | Kernel::Vaes256(k) | Kernel::Vaes512(k) => k.key_bits(),
-        }
-    }
-
     /// Encrypts `buf` in place as consecutive data units. On error `buf` is untouched.
     pub fn encrypt(&self, buf: &mut [u8], layout: UnitLayout) -> Result<(), LayoutError> {
         self.run(Direction::Encrypt, buf, layout)
@@ -343,7 +335,7 @@ impl XtsEngine {
     }
 
     fn run(&self, direction: Direction, buf: &mut [u8], layout: UnitLayout) -> Result<(), LayoutError> {
-        layout.check(buf.len())?;
+        layout.check(buf.len() as u64)?;
         let UnitLayout { unit_len, first, step } = layout;
         self.dispatch(direction, buf, unit_len, first.into(), step.into());
         Ok(())

@@ -33,6 +33,49 @@ pub enum Error {
     /// The named backend exists but this CPU cannot run it.
     #[error("this CPU cannot run the {0} backend (it supports: {supported})", supported = supported_names())]
     UnsupportedBackend(Backend),
+    /// The wrapped data key does not open with this key-encryption key: the KEK is wrong or the
+    /// wrapped key was altered. Deliberately one error for both, and no part of a key comes out.
+    #[error("cannot unwrap the data key: wrong key-encryption key, or the wrapped key was altered")]
+    KeyUnwrap,
+    /// A data key does not match the verifier stored beside it.
+    #[error("the data key does not match its verifier: it is not the key this data was encrypted with")]
+    DekMismatch,
+    /// A wrapped-key blob that cannot be parsed (truncated, not a wrapped key, bad field).
+    #[error("not a valid wrapped key: {0}")]
+    WrappedKeyFormat(&'static str),
+    /// A wrapped-key blob or key backup written by a newer format version.
+    #[error("{what} format version {found} is newer than this build reads (version {supported})")]
+    FormatVersion {
+        /// What was being read.
+        what: &'static str,
+        /// The version in the data.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// A key id that is empty, too long, or has characters outside `A-Z a-z 0-9 . _ -`.
+    #[error("invalid key id {0:?}: use 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'")]
+    KeyId(String),
+    /// A key provider could not give a key (file missing, bad permissions, server down, ...).
+    #[error("key provider {provider}: {reason}")]
+    KeyProvider {
+        /// The provider, as the user named it.
+        provider: String,
+        /// What went wrong, for a person.
+        reason: String,
+    },
+    /// A `--key-provider` value that names no known provider.
+    #[error("unknown key provider {0:?} (expected native:PATH)")]
+    KeyProviderSpec(String),
+    /// A key backup that does not open: the passphrase is wrong, or the backup was altered.
+    #[error("cannot open the key backup: wrong passphrase, or the backup file was altered")]
+    BackupPassphrase,
+    /// A key backup file that cannot be parsed.
+    #[error("not a valid key backup: {0}")]
+    BackupFormat(&'static str),
+    /// The operating system's random generator failed.
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
 }
 
 fn backend_names() -> String {

@@ -15,6 +15,14 @@ pub enum KeySize {
 }
 
 impl KeySize {
+    /// The name used on the command line and in `info` output: `aes-256` or `aes-128`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KeySize::Aes128 => "aes-128",
+            KeySize::Aes256 => "aes-256",
+        }
+    }
+
     /// Bits of one AES key: 128 or 256.
     pub const fn bits(self) -> u32 {
         match self {
@@ -97,6 +105,11 @@ impl XtsKey {
     /// XTS-AES-128 or XTS-AES-256.
     pub fn size(&self) -> KeySize {
         self.size
+    }
+
+    /// Key1 || Key2, for wrapping under a key-encryption key.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.size.xts_key_len()]
     }
 
     /// Key1 (encrypts data) and Key2 (encrypts tweaks).

@@ -30,6 +30,7 @@
 
 mod error;
 mod key;
+pub mod keys;
 mod xts;
 
 pub use error::{Error, Result};

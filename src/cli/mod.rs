@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod keys;
 mod raw;
 
 use anyhow::Result;
@@ -24,10 +25,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Encrypt or decrypt a raw file as consecutive XTS data units (no header, key given in hex).
+    /// Encrypt or decrypt a raw file as consecutive XTS data units (no header; key in hex or wrapped).
     Raw {
         #[command(subcommand)]
         direction: raw::Direction,
+    },
+    /// Key management: the native key provider's KDK and wrapped data keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::Command,
     },
     /// Measure throughput.
     Bench {
@@ -57,6 +63,7 @@ pub(crate) fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Backends { json } => backends(json),
         Command::Raw { direction } => raw::run(direction),
+        Command::Keys { command } => keys::run(command),
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
     }

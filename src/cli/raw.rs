@@ -6,6 +6,7 @@
 
 use super::BackendArg;
 use anyhow::{Context, Result, bail};
+use sectorcrypt::keys::open_provider;
 use sectorcrypt::{DataUnits, Xts, XtsKey};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -25,8 +26,14 @@ pub(crate) enum Direction {
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The XTS key, Key1 || Key2: 64 hex digits (XTS-AES-128) or 128 (XTS-AES-256).
-    #[arg(long, value_name = "HEX")]
-    key: String,
+    #[arg(long, value_name = "HEX", required_unless_present = "wrapped_key", conflicts_with = "wrapped_key")]
+    key: Option<String>,
+    /// Instead of --key: a wrapped data key (from `keys new`), unwrapped through --key-provider.
+    #[arg(long, value_name = "PATH")]
+    wrapped_key: Option<PathBuf>,
+    /// Key provider for --wrapped-key: native:PATH.
+    #[arg(long, env = sectorcrypt::keys::KEY_PROVIDER_ENV, value_name = "SPEC")]
+    key_provider: Option<String>,
     /// Bytes per data unit: a power of two from 512 to 131072. The last unit may be shorter (>= 16).
     #[arg(long, value_name = "BYTES")]
     data_unit: usize,
@@ -54,13 +61,28 @@ pub(crate) fn run(direction: Direction) -> Result<()> {
         Direction::Encrypt(args) => (args, false),
         Direction::Decrypt(args) => (args, true),
     };
-    let key = XtsKey::from_hex(&args.key).context("--key")?;
+    let dek;
+    let hex_key;
+    let key: &XtsKey = match (&args.key, &args.wrapped_key) {
+        (Some(hex_digits), _) => {
+            hex_key = XtsKey::from_hex(hex_digits).context("--key")?;
+            &hex_key
+        }
+        (None, Some(path)) => {
+            let Some(spec) = &args.key_provider else {
+                bail!("--wrapped-key needs --key-provider (or {})", sectorcrypt::keys::KEY_PROVIDER_ENV);
+            };
+            let wrapped = super::keys::read_blob(path)?;
+            dek = open_provider(spec)?.unwrap_dek(&wrapped).with_context(|| format!("{}", path.display()))?;
+            dek.xts_key()
+        }
+        (None, None) => bail!("give --key or --wrapped-key"),
+    };
     let units = DataUnits::new(args.data_unit)
         .and_then(|u| u.with_step(args.tweak_step))
         .map(|u| u.starting_at(args.first_unit))
         .context("--data-unit/--tweak-step")?;
-    let xts = Xts::new(&key, args.backend.choice()?)?;
-    drop(key);
+    let xts = Xts::new(key, args.backend.choice()?)?;
     let mut input =
         File::open(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
     let meta = input.metadata().with_context(|| format!("cannot read {}", args.input.display()))?;
@@ -119,6 +141,15 @@ impl AtomicOutput {
 
     pub(crate) fn file(&self) -> &File {
         self.temp.as_file()
+    }
+
+    /// Like `commit`, but refuses (and writes nothing) if the destination appeared meanwhile.
+    pub(crate) fn commit_new(self) -> Result<()> {
+        self.temp.as_file().sync_all().with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.temp
+            .persist_noclobber(&self.path)
+            .with_context(|| format!("cannot create {} (it may already exist)", self.path.display()))?;
+        Ok(())
     }
 
     pub(crate) fn commit(self) -> Result<()> {

@@ -73,6 +73,38 @@ pub enum Error {
     /// A key backup file that cannot be parsed.
     #[error("not a valid key backup: {0}")]
     BackupFormat(&'static str),
+    /// A disk header copy (or both) that cannot be used.
+    #[error("disk header: {0}")]
+    Header(String),
+    /// A disk or group that cannot be opened or used as asked (missing member, wrong group, truncated
+    /// file, already open for writing, ...).
+    #[error("{path}: {reason}")]
+    Disk {
+        /// The disk or member file.
+        path: String,
+        /// What is wrong, for a person.
+        reason: String,
+    },
+    /// A read or write beyond the end of the disk.
+    #[error("{len} bytes at offset {offset} go past the end of the disk ({size} bytes)")]
+    OutOfRange {
+        /// Where the request starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The disk's size.
+        size: u64,
+    },
+    /// An I/O error from the operating system.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The kind, for programs.
+        kind: std::io::ErrorKind,
+        /// The system's message.
+        message: String,
+    },
     /// The operating system's random generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod disk;
 mod error;
 mod key;
 pub mod keys;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod disk;
 mod keys;
 mod raw;
 
@@ -29,6 +30,16 @@ enum Command {
     Raw {
         #[command(subcommand)]
         direction: raw::Direction,
+    },
+    /// Encrypted virtual disks (VM mode: one data key per disk).
+    Disk {
+        #[command(subcommand)]
+        command: disk::DiskCommand,
+    },
+    /// Encrypted disk groups (datastore mode: one data key per group, striped over its members).
+    Group {
+        #[command(subcommand)]
+        command: disk::GroupCommand,
     },
     /// Key management: the native key provider's KDK and wrapped data keys.
     Keys {
@@ -63,6 +74,8 @@ pub(crate) fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Backends { json } => backends(json),
         Command::Raw { direction } => raw::run(direction),
+        Command::Disk { command } => disk::run_disk(command),
+        Command::Group { command } => disk::run_group(command),
         Command::Keys { command } => keys::run(command),
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),

@@ -70,6 +70,12 @@ impl Dek {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.key.as_bytes()
     }
+
+    /// The raw key bytes (Key1 || Key2). Whoever holds them can decrypt the data without the key
+    /// provider; this exists only for `disk dump-key --i-know-what-i-am-doing` and interop tests.
+    pub fn hazmat_reveal(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
 }
 
 /// A key-encryption key (AES-256) as a provider hands it out. Cloning copies the key (the cache needs

@@ -30,6 +30,7 @@ mod provider;
 mod wrap;
 
 pub use cache::KeyCache;
+pub(crate) use material::random_bytes;
 pub use material::{Dek, Kek, KeyRef, ProviderKind};
 pub use native::{KDK_LEN, NativeProvider};
 pub use provider::{KEY_PROVIDER_ENV, KeyProvider, open_provider};

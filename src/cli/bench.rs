@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum What {
     /// Cipher throughput in GB/s (10^9 bytes per second).
     Cipher(CipherArgs),
+    /// The VM-vs-datastore encryption matrix: random I/O through the encrypted data path against an
+    /// unencrypted baseline (IOPS, MB/s, latency avg/p95/p99, CPU), with optional JSON, CSV and chart.
+    Workload(Box<super::workload::WorkloadArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,7 +65,13 @@ const IN_CACHE: usize = 64 * 1024;
 const SHARED: usize = 4 << 20;
 
 pub(crate) fn run(what: What) -> Result<()> {
-    let What::Cipher(args) = what;
+    match what {
+        What::Cipher(args) => cipher(args),
+        What::Workload(args) => super::workload::run(*args),
+    }
+}
+
+fn cipher(args: CipherArgs) -> Result<()> {
     let backends: Vec<Backend> = if args.backends.is_empty() {
         Backend::supported().collect()
     } else {

@@ -1,10 +1,12 @@
 //! Argument parsing and the subcommands.
 
 mod bench;
+mod chart;
 mod demo;
 mod disk;
 mod keys;
 mod raw;
+mod workload;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

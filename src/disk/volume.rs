@@ -119,6 +119,8 @@ pub struct Volume {
     options: OpenOptions,
     workers: Mutex<Vec<Worker>>,
     unit_locks: Vec<Mutex<()>>,
+    /// The benchmark baseline: the same path with the cipher left out.
+    passthrough: bool,
 }
 
 impl core::fmt::Debug for Volume {
@@ -408,6 +410,22 @@ impl Volume {
         Volume::from_members(members, &dek, options)
     }
 
+    /// HAZMAT, for benchmarks only: the volume on the same data path (staging, io_uring, O_DIRECT,
+    /// pieces, locks) but with the cipher left out, so a benchmark can measure what encryption adds. Needs
+    /// no key; what it writes is **plaintext**, so never point it at a disk that holds data.
+    #[doc(hidden)]
+    pub fn hazmat_open_unencrypted_for_benchmark(
+        paths: &[PathBuf],
+        mode: Mode,
+        options: OpenOptions,
+    ) -> Result<Volume> {
+        let members = open_members(paths, mode, options.writable, options.direct)?;
+        let throwaway = Dek::generate(members[0].headers.header().cipher)?;
+        let mut volume = Volume::from_members(members, &throwaway, options)?;
+        volume.passthrough = true;
+        Ok(volume)
+    }
+
     fn from_members(members: Vec<Member>, dek: &Dek, options: OpenOptions) -> Result<Volume> {
         let header = members[0].headers.header();
         let xts = Xts::new(dek.xts_key(), options.backend)?;
@@ -421,6 +439,7 @@ impl Volume {
             options,
             workers: Mutex::default(),
             unit_locks: (0..UNIT_LOCKS).map(|_| Mutex::new(())).collect(),
+            passthrough: false,
         })
     }
 
@@ -649,6 +668,9 @@ impl Volume {
     /// Encrypts the staged writes (`writes`) or decrypts the staged reads (`!writes`); across slots in
     /// parallel when the round is large enough to pay for waking the pool.
     fn crypt(&self, staged: &mut [(&mut [u8], &Piece)], units: DataUnits, writes: bool) -> Result<()> {
+        if self.passthrough {
+            return Ok(());
+        }
         let one = |(slot, piece): &mut (&mut [u8], &Piece)| -> Result<()> {
             match (piece.write, writes) {
                 (true, true) => self.xts.encrypt_units(slot, units.starting_at(piece.first_unit)),

@@ -213,11 +213,17 @@ fn open_member(path: &Path, writable: bool, direct: bool) -> Result<Member> {
     let open_data =
         |flags: i32| std::fs::OpenOptions::new().read(true).write(writable).custom_flags(flags).open(path);
     let (data, direct) = match want_direct.then(|| open_data(libc::O_DIRECT)) {
-        Some(Ok(file)) => (file, true),
-        // EINVAL: the file system does not do O_DIRECT (e.g. older tmpfs); buffered I/O it is.
+        // tmpfs accepts O_DIRECT (since Linux 6.6) but serves it from memory like any other I/O.
+        Some(Ok(file)) if !is_tmpfs(&file) => (file, true),
+        // EINVAL: the file system does not do O_DIRECT; buffered I/O it is.
         _ => (open_data(0).map_err(|err| io_error(path, err))?, false),
     };
     Ok(Member { path: path.to_owned(), meta, data, direct, headers })
+}
+
+fn is_tmpfs(file: &File) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    rustix::fs::fstatfs(file).is_ok_and(|stat| stat.f_type as i64 == TMPFS_MAGIC)
 }
 
 /// Opens every member and checks that they form one disk (VM) or one complete group (datastore).
@@ -608,8 +614,19 @@ impl Volume {
         let pooled = self.workers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(worker) => Ok(worker),
-            None => Worker::new(self.options.io, self.options.queue_depth)
+            None => Worker::new(self.engine(), self.options.queue_depth)
                 .map_err(|err| io_error(&self.members[0].path, err)),
+        }
+    }
+
+    /// The engine `auto` means here: io_uring for O_DIRECT files, where requests really run
+    /// asynchronously; pread/pwrite for page-cache I/O, which is a synchronous copy either way and which
+    /// io_uring (measured on Linux 6.18, ext4 and tmpfs) hands to its worker threads for writes, adding a
+    /// wakeup: 40-50 us per 4 KiB write instead of 1-1.5 us.
+    fn engine(&self) -> IoEngine {
+        match self.options.io {
+            IoEngine::Auto if !self.is_direct() => IoEngine::Sync,
+            engine => engine,
         }
     }
 

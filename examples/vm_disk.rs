@@ -14,7 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = CreateOptions { key_id: Some("vm1".into()), ..CreateOptions::default() };
     EncryptedDisk::create(&path, 64 << 20, &options, &provider)?;
 
-    let disk = EncryptedDisk::open(&path, &provider, OpenOptions { writable: true, ..OpenOptions::default() })?;
+    let disk =
+        EncryptedDisk::open(&path, &provider, OpenOptions { writable: true, ..OpenOptions::default() })?;
     let message = b"guest data: only ciphertext reaches the file";
     disk.write_at(1_000_003, message)?; // not unit aligned: read-modify-write of one 4 KiB unit
     disk.flush()?;

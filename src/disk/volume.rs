@@ -223,6 +223,8 @@ fn open_member(path: &Path, writable: bool, direct: bool) -> Result<Member> {
 
 fn is_tmpfs(file: &File) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
+    // `f_type` is i64 on x86_64 but narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
     rustix::fs::fstatfs(file).is_ok_and(|stat| stat.f_type as i64 == TMPFS_MAGIC)
 }
 

@@ -18,6 +18,8 @@ pub(crate) enum What {
     /// The VM-vs-datastore encryption matrix: random I/O through the encrypted data path against an
     /// unencrypted baseline (IOPS, MB/s, latency avg/p95/p99, CPU), with optional JSON, CSV and chart.
     Workload(Box<super::workload::WorkloadArgs>),
+    /// Redraw the chart of a saved `bench workload --json` run.
+    Chart(super::workload::ChartArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -34,6 +36,9 @@ pub(crate) struct CipherArgs {
     /// Size of the out-of-cache buffer in MiB (0 leaves those rows out).
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     large_mib: usize,
+    /// Also run the system's `openssl speed -evp aes-{128,256}-xts -bytes 4096` and add its rates.
+    #[arg(long)]
+    system_openssl: bool,
 }
 
 /// One measurement.
@@ -56,6 +61,12 @@ struct Row {
     /// Percent of the ECB ceiling for the same key size and direction (XTS rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pct_of_ceiling: Option<f64>,
+    /// This row's rate over the vendored OpenSSL's on the same layout (XTS rows; `--features openssl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_openssl: Option<f64>,
+    /// This row's rate over the system's `openssl speed` on 4 KiB units (encrypt rows of 4 KiB units).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_system_openssl: Option<f64>,
 }
 
 const UNITS: [usize; 5] = [512, 4096, 16384, 65536, 131072];
@@ -68,6 +79,7 @@ pub(crate) fn run(what: What) -> Result<()> {
     match what {
         What::Cipher(args) => cipher(args),
         What::Workload(args) => super::workload::run(*args),
+        What::Chart(args) => super::workload::chart(args),
     }
 }
 
@@ -105,6 +117,8 @@ fn cipher(args: CipherArgs) -> Result<()> {
                             threads,
                             gbps,
                             pct_of_ceiling: None,
+                            x_openssl: None,
+                            x_system_openssl: None,
                         })
                     };
                 // One unit per call: shows the per-call overhead (tweak encryption, dispatch).
@@ -120,6 +134,27 @@ fn cipher(args: CipherArgs) -> Result<()> {
                     rows.push(xts_row(4096, SHARED, threads, &mut buf)?);
                 }
             }
+            #[cfg(feature = "openssl")]
+            openssl_rows(&mut rows, key_bits, direction, &mut buf, per_row)?;
+        }
+    }
+    if args.system_openssl {
+        for key_bits in [128, 256] {
+            let seconds = (args.seconds * 5.0).ceil() as u32;
+            let (version, gbps) = super::openssl_rows::system_speed(key_bits, seconds)?;
+            rows.push(Row {
+                kind: "openssl-speed",
+                backend: version,
+                key_bits,
+                data_unit: 4096,
+                buffer: 4096,
+                direction: "encrypt",
+                threads: 1,
+                gbps,
+                pct_of_ceiling: None,
+                x_openssl: None,
+                x_system_openssl: None,
+            });
         }
     }
     if args.large_mib > 0 {
@@ -154,6 +189,8 @@ fn large_rows(
         threads: 1,
         gbps,
         pct_of_ceiling: None,
+        x_openssl: None,
+        x_system_openssl: None,
     });
     let key = XtsKey::from_bytes(&demo_key(256))?;
     let units = DataUnits::new(4096)?;
@@ -179,9 +216,48 @@ fn large_rows(
                     threads,
                     gbps,
                     pct_of_ceiling: None,
+                    x_openssl: None,
+                    x_system_openssl: None,
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// The vendored OpenSSL on the layouts of the single-thread XTS rows.
+#[cfg(feature = "openssl")]
+fn openssl_rows(
+    rows: &mut Vec<Row>,
+    key_bits: u32,
+    direction: &'static str,
+    buf: &mut [u8],
+    per_row: Duration,
+) -> Result<()> {
+    let key = demo_key(key_bits);
+    let backend = super::openssl_rows::vendored_version();
+    let layouts = [(512, 512), (4096, 4096)].into_iter().chain(UNITS.map(|unit| (unit, IN_CACHE.max(unit))));
+    for (data_unit, buffer) in layouts {
+        let gbps = super::openssl_rows::vendored_gbps(
+            &key,
+            direction == "decrypt",
+            &mut buf[..buffer],
+            data_unit,
+            per_row,
+        )?;
+        rows.push(Row {
+            kind: "openssl",
+            backend: backend.clone(),
+            key_bits,
+            data_unit,
+            buffer,
+            direction,
+            threads: 1,
+            gbps,
+            pct_of_ceiling: None,
+            x_openssl: None,
+            x_system_openssl: None,
+        });
     }
     Ok(())
 }
@@ -251,6 +327,8 @@ fn ecb_ceiling(key_bits: u32, direction: &'static str, buf: &mut [u8], per_row: 
         threads: 1,
         gbps: best.0,
         pct_of_ceiling: None,
+        x_openssl: None,
+        x_system_openssl: None,
     }
 }
 
@@ -273,7 +351,7 @@ fn ecb_rate<C: BlockCipherEncrypt + BlockCipherDecrypt<BlockSize = aes::cipher::
 
 /// Runs `f` (which processes `bytes` bytes) repeatedly for `total`, split in five slices, and returns
 /// the best slice's rate in GB/s: the machine is shared, and the best slice is the least disturbed.
-fn measure(total: Duration, bytes: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn measure(total: Duration, bytes: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm caches, page in, spin up the pool
     let slice = total / 5;
     let mut best = 0.0f64;
@@ -290,29 +368,58 @@ fn measure(total: Duration, bytes: usize, mut f: impl FnMut()) -> f64 {
     best
 }
 
+/// Fills in the XTS rows' percentage of the ECB ceiling and their ratios to OpenSSL.
 fn add_ceiling_percentages(rows: &mut [Row]) {
-    let ceilings: Vec<(u32, &'static str, f64)> =
-        rows.iter().filter(|r| r.kind == "aes-ecb").map(|r| (r.key_bits, r.direction, r.gbps)).collect();
+    let others: Vec<Row> = rows.iter().filter(|r| r.kind != "xts").cloned().collect();
+    let find = |kind: &str, row: &Row, same_layout: bool| {
+        others.iter().find(|o| {
+            o.kind == kind
+                && o.key_bits == row.key_bits
+                && o.direction == row.direction
+                && (!same_layout
+                    || (o.data_unit == row.data_unit && o.buffer == row.buffer && o.threads == row.threads))
+        })
+    };
     for row in rows.iter_mut().filter(|r| r.kind == "xts") {
-        if let Some((_, _, ceiling)) =
-            ceilings.iter().find(|(k, d, _)| *k == row.key_bits && *d == row.direction)
-        {
-            row.pct_of_ceiling = Some(100.0 * row.gbps / ceiling);
+        row.pct_of_ceiling = find("aes-ecb", row, false).map(|c| 100.0 * row.gbps / c.gbps);
+        row.x_openssl = find("openssl", row, true).map(|o| row.gbps / o.gbps);
+        if row.data_unit == 4096 && row.threads == 1 {
+            row.x_system_openssl = find("openssl-speed", row, false).map(|o| row.gbps / o.gbps);
         }
     }
 }
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<8} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8} {:>9}",
-        "kind", "backend", "key", "unit", "buffer", "dir", "thr", "GB/s", "% ceiling"
+        "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8} {:>9} {:>7} {:>7}",
+        "kind", "backend", "key", "unit", "buffer", "dir", "thr", "GB/s", "% ceiling", "x ossl", "x sys"
     );
+    let ratio = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.2}"));
     for r in rows {
         let pct = r.pct_of_ceiling.map_or(String::new(), |p| format!("{p:.0}%"));
+        let backend: String = r.backend.chars().take(14).collect();
         println!(
-            "{:<8} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8.2} {:>9}",
-            r.kind, r.backend, r.key_bits, r.data_unit, r.buffer, r.direction, r.threads, r.gbps, pct
+            "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8.2} {:>9} {:>7} {:>7}",
+            r.kind,
+            backend,
+            r.key_bits,
+            r.data_unit,
+            r.buffer,
+            r.direction,
+            r.threads,
+            r.gbps,
+            pct,
+            ratio(r.x_openssl),
+            ratio(r.x_system_openssl)
         );
+    }
+    for name in rows
+        .iter()
+        .filter(|r| r.kind.starts_with("openssl"))
+        .map(|r| &r.backend)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        println!("openssl: {name}");
     }
 }
 

@@ -92,11 +92,15 @@ where
         }
     }
     let threads_vary = keys.iter().any(|k| k.2 != keys[0].2);
-    let labels: Vec<String> = keys
+    // Up to three short lines per category, so two dozen of them fit side by side.
+    let labels: Vec<Vec<String>> = keys
         .iter()
         .map(|&(bs, r, t)| {
-            let base = format!("{} {r}/{}", size_label(bs), 100 - r);
-            if threads_vary { format!("{base} x{t}") } else { base }
+            let mut lines = vec![size_label(bs), format!("{r}/{}", 100 - r)];
+            if threads_vary {
+                lines.push(format!("{t} thr"));
+            }
+            lines
         })
         .collect();
     let value = |config: &str, key: (u64, u32, usize), f: &Metric| {
@@ -122,7 +126,7 @@ where
         let mut chart = ChartBuilder::on(panel)
             .margin(12)
             .caption(name, ("sans-serif", 18))
-            .x_label_area_size(45)
+            .x_label_area_size(55)
             .y_label_area_size(80)
             .build_cartesian_2d(0.0..n, low..high)
             .map_err(draw_err)?;
@@ -137,9 +141,12 @@ where
             .map_err(draw_err)?;
         // Category names under each group of bars, in pixels of the whole picture.
         let label_style = ("sans-serif", 13).into_text_style(root).pos(Pos::new(HPos::Center, VPos::Top));
-        for (i, label) in labels.iter().enumerate() {
+        for (i, lines) in labels.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f64 + 0.5, low));
-            root.draw(&Text::new(label.as_str(), (x, y + 6), label_style.clone())).map_err(draw_err)?;
+            for (row, line) in lines.iter().enumerate() {
+                let at = (x, y + 5 + 15 * row as i32);
+                root.draw(&Text::new(line.as_str(), at, label_style.clone())).map_err(draw_err)?;
+            }
         }
         let width = 0.8 / configs.len() as f64;
         for (slot, cfg) in configs.iter().enumerate() {

@@ -5,6 +5,7 @@ mod chart;
 mod demo;
 mod disk;
 mod keys;
+mod openssl_rows;
 mod raw;
 mod workload;
 

@@ -104,9 +104,9 @@ impl Config {
 }
 
 /// One cell of the matrix, as written to JSON and CSV.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, serde::Deserialize, Clone, Debug)]
 pub(crate) struct Cell {
-    config: &'static str,
+    config: String,
     block_size: u64,
     read_pct: u32,
     threads: usize,
@@ -130,7 +130,7 @@ pub(crate) struct Cell {
     /// Change of IOPS from the baseline cell, in percent (absent for the baseline).
     iops_change_pct: Option<f64>,
     seed: u64,
-    io_engine: &'static str,
+    io_engine: String,
     direct: bool,
 }
 
@@ -481,7 +481,7 @@ fn to_cell(
         _ => true,
     };
     Cell {
-        config: config.name(),
+        config: config.name().into(),
         block_size: bs,
         read_pct,
         threads,
@@ -502,7 +502,7 @@ fn to_cell(
         cpu_change_pct: None,
         iops_change_pct: None,
         seed: args.seed,
-        io_engine,
+        io_engine: io_engine.into(),
         direct,
     }
 }
@@ -513,6 +513,33 @@ pub(crate) fn size_label(bs: u64) -> String {
         b if b >= 1024 && b % 1024 == 0 => format!("{}k", b >> 10),
         b => format!("{b}"),
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ChartArgs {
+    /// A JSON file written by `bench workload --json`.
+    #[arg(long, value_name = "PATH")]
+    from: PathBuf,
+    /// The chart to draw (.svg or .png).
+    #[arg(long, value_name = "PATH")]
+    to: PathBuf,
+    /// The subtitle (e.g. the machine the run was made on).
+    #[arg(long, default_value = "")]
+    title: String,
+}
+
+/// Redraws the chart of a saved run.
+pub(crate) fn chart(args: ChartArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.from)
+        .with_context(|| format!("cannot read {}", args.from.display()))?;
+    let cells: Vec<Cell> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not the JSON of `bench workload --json`", args.from.display()))?;
+    if cells.is_empty() {
+        bail!("{} holds no cells", args.from.display());
+    }
+    super::chart::draw(&args.to, &cells, &args.title)?;
+    println!("chart: {}", args.to.display());
+    Ok(())
 }
 
 fn table_header() -> String {
@@ -615,7 +642,7 @@ fn write_csv(path: &Path, cells: &[Cell]) -> Result<()> {
 
 impl Cell {
     pub(crate) fn config(&self) -> &str {
-        self.config
+        &self.config
     }
     pub(crate) fn key(&self) -> (u64, u32, usize) {
         (self.block_size, self.read_pct, self.threads)

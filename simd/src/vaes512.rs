@@ -129,11 +129,23 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
         first_tweaks(&mut tw[0], t0, 0);
         first_tweaks(&mut tw[1], t0, 4 * W);
         let mut pairs = body.chunks_exact_mut(2 * GROUP);
+        let mut high_is_stale = false;
         for pair in &mut pairs {
             let (low, high) = pair.split_at_mut(GROUP);
-            crypt_group::<DEC, NR, W>(rk, low, &tw[0]);
-            crypt_group::<DEC, NR, W>(rk, high, &tw[1]);
-            for t in tw.iter_mut().flatten() {
+            let [tw_low, tw_high] = &mut tw;
+            // Each half's tweaks step ahead by x^64 while the other half's rounds run, one register
+            // after each round, so the multiplies fill gaps between AES rounds instead of queueing:
+            // the low half steps the high half's tweaks of the previous pair, the high half the low's.
+            if high_is_stale {
+                crypt_group_stepping::<DEC, NR>(rk, low, tw_low, tw_high);
+            } else {
+                crypt_group::<DEC, NR, W>(rk, low, tw_low);
+            }
+            crypt_group_stepping::<DEC, NR>(rk, high, tw_high, tw_low);
+            high_is_stale = true;
+        }
+        if high_is_stale {
+            for t in &mut tw[1] {
                 *t = mul_x64(*t);
             }
         }
@@ -213,6 +225,49 @@ unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
         }
         crypt::<DEC, NR, N>(rk, &mut s, tw);
         for (j, state) in s.iter().enumerate() {
+            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
+        }
+    }
+}
+
+/// One full group of `W` registers with tweaks `tw`, stepping every register of `later` by `x^64`
+/// between its rounds (one after each of the first `W` rounds).
+///
+/// # Safety
+/// The CPU must support AVX-512F, VAES and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn crypt_group_stepping<const DEC: bool, const NR: usize>(
+    rk: &[__m512i; 15],
+    group: &mut [u8],
+    tw: &[__m512i; W],
+    later: &mut [__m512i; W],
+) {
+    assert!(group.len() >= GROUP);
+    let p = group.as_mut_ptr();
+    // SAFETY: register j covers bytes 64j..64j+64 of the GROUP bytes checked above; the caller
+    // guarantees the features.
+    unsafe {
+        let mut s = [_mm512_setzero_si512(); W];
+        for (j, state) in s.iter_mut().enumerate() {
+            *state =
+                _mm512_ternarylogic_epi64::<0x96>(_mm512_loadu_si512(p.add(64 * j).cast()), tw[j], rk[0]);
+        }
+        for (round, key) in rk[1..NR].iter().enumerate() {
+            for state in s.iter_mut() {
+                *state =
+                    if DEC { _mm512_aesdec_epi128(*state, *key) } else { _mm512_aesenc_epi128(*state, *key) };
+            }
+            if round < W {
+                later[round] = mul_x64(later[round]);
+            }
+        }
+        for (j, state) in s.iter_mut().enumerate() {
+            let last = _mm512_xor_si512(rk[NR], tw[j]);
+            *state = if DEC {
+                _mm512_aesdeclast_epi128(*state, last)
+            } else {
+                _mm512_aesenclast_epi128(*state, last)
+            };
             _mm512_storeu_si512(p.add(64 * j).cast(), *state);
         }
     }

@@ -103,10 +103,20 @@ unsafe fn first_tweaks(tw: &mut [__m512i], t0: __m128i, start: usize) {
     unsafe {
         let first = _mm512_broadcast_i32x4(t0);
         for (j, t) in tw.iter_mut().enumerate() {
-            let k = (start + 4 * j) as i64;
-            *t = mul_x_pow(first, _mm512_set_epi64(k + 3, k + 3, k + 2, k + 2, k + 1, k + 1, k, k));
+            *t = tweak_register(first, start + 4 * j);
         }
     }
+}
+
+/// The register of tweaks `first * x^(k..k+4)`, from `first` broadcast to all lanes (`k + 3 <= 64`).
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn tweak_register(first: __m512i, k: usize) -> __m512i {
+    let k = k as i64;
+    // SAFETY: the caller guarantees the features.
+    unsafe { mul_x_pow(first, _mm512_set_epi64(k + 3, k + 3, k + 2, k + 2, k + 1, k + 1, k, k)) }
 }
 
 /// # Safety
@@ -127,24 +137,36 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
         // these updates compete with the AES rounds for the same vector pipes.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
         first_tweaks(&mut tw[0], t0, 0);
-        first_tweaks(&mut tw[1], t0, 4 * W);
+        let first = _mm512_broadcast_i32x4(t0);
+        let body_len = body.len();
+        let pair_count = body_len / (2 * GROUP);
+        let tail_follows = !body.len().is_multiple_of(2 * GROUP) || !stolen.is_empty();
         let mut pairs = body.chunks_exact_mut(2 * GROUP);
-        let mut high_is_stale = false;
-        for pair in &mut pairs {
+        for (i, pair) in (&mut pairs).enumerate() {
             let (low, high) = pair.split_at_mut(GROUP);
             let [tw_low, tw_high] = &mut tw;
-            // Each half's tweaks step ahead by x^64 while the other half's rounds run, one register
-            // after each round, so the multiplies fill gaps between AES rounds instead of queueing:
-            // the low half steps the high half's tweaks of the previous pair, the high half the low's.
-            if high_is_stale {
-                crypt_group_stepping::<DEC, NR>(rk, low, tw_low, tw_high);
+            // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
+            // half's tweak work runs between the other half's rounds, one register per round: the
+            // low half computes the high half's tweaks (the first ones, or the previous pair's times
+            // x^64), the high half steps the low half's by x^64. Nothing is stepped that no block
+            // will use.
+            if i == 0 {
+                crypt_group_then::<DEC, NR>(rk, low, tw_low, tw_high, |j, _| {
+                    tweak_register(first, 4 * (W + j))
+                });
             } else {
-                crypt_group::<DEC, NR, W>(rk, low, tw_low);
+                crypt_group_then::<DEC, NR>(rk, low, tw_low, tw_high, |_, t| mul_x64(t));
             }
-            crypt_group_stepping::<DEC, NR>(rk, high, tw_high, tw_low);
-            high_is_stale = true;
+            if i + 1 == pair_count && !tail_follows {
+                crypt_group::<DEC, NR, W>(rk, high, tw_high);
+            } else {
+                crypt_group_then::<DEC, NR>(rk, high, tw_high, tw_low, |_, t| mul_x64(t));
+            }
         }
-        if high_is_stale {
+        if pair_count == 0 && (body_len > GROUP || (body_len == GROUP && !stolen.is_empty())) {
+            // A second 512-byte piece, or a stolen block after a whole first one, needs them.
+            first_tweaks(&mut tw[1], t0, 4 * W);
+        } else if pair_count > 0 && tail_follows {
             for t in &mut tw[1] {
                 *t = mul_x64(*t);
             }
@@ -230,17 +252,18 @@ unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
     }
 }
 
-/// One full group of `W` registers with tweaks `tw`, stepping every register of `later` by `x^64`
-/// between its rounds (one after each of the first `W` rounds).
+/// One full group of `W` registers with tweaks `tw`, replacing register `j` of `later` by
+/// `next(j, later[j])` after round `j + 1`, so that tweak work overlaps the rounds.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, VAES and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn crypt_group_stepping<const DEC: bool, const NR: usize>(
+unsafe fn crypt_group_then<const DEC: bool, const NR: usize>(
     rk: &[__m512i; 15],
     group: &mut [u8],
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
+    next: impl Fn(usize, __m512i) -> __m512i,
 ) {
     assert!(group.len() >= GROUP);
     let p = group.as_mut_ptr();
@@ -258,7 +281,7 @@ unsafe fn crypt_group_stepping<const DEC: bool, const NR: usize>(
                     if DEC { _mm512_aesdec_epi128(*state, *key) } else { _mm512_aesenc_epi128(*state, *key) };
             }
             if round < W {
-                later[round] = mul_x64(later[round]);
+                later[round] = next(round, later[round]);
             }
         }
         for (j, state) in s.iter_mut().enumerate() {

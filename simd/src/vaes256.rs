@@ -3,7 +3,7 @@
 //!
 //! A register holds two consecutive blocks and their two tweaks. Eight registers, sixteen blocks, are in
 //! flight; lane `l` of tweak register `j` holds `T0 * x^(2j + l)`, and every tweak register jumps ahead
-//! by `x^16` after each group. AVX2 has only sixteen vector registers, so the compiler keeps some tweaks
+//! by `x^16` after each group (a two-byte shift and one carry-less multiply). AVX2 has only sixteen vector registers, so the compiler keeps some tweaks
 //! on the stack; those reloads ride on the load ports, which this loop barely uses. Fewer than sixteen
 //! blocks left at the end of a unit go through the 128-bit helpers.
 
@@ -90,9 +90,8 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
             for (j, state) in s.iter().enumerate() {
                 _mm256_storeu_si256(p.add(32 * j).cast(), *state);
             }
-            let step = _mm256_set1_epi64x(16);
             for t in &mut tw {
-                *t = mul_x_pow(*t, step);
+                *t = mul_x16(*t);
             }
         }
         let next =
@@ -116,6 +115,21 @@ unsafe fn mul_x_pow(t: __m256i, k: __m256i) -> __m256i {
         let overflow = _mm256_srlv_epi64(_mm256_bsrli_epi128::<8>(t), down);
         let reduced = _mm256_clmulepi64_epi128::<0x00>(overflow, _mm256_set1_epi64x(0x87));
         _mm256_xor_si256(shifted, reduced)
+    }
+}
+
+/// Both lanes `t * x^16`: the lane moves up two bytes, and the two bytes that fall off the top come
+/// back times `x^7 + x^2 + x + 1` (a product of at most 23 bits, so one reduction is enough).
+///
+/// # Safety
+/// The CPU must support AVX2 and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn mul_x16(t: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let overflow = _mm256_bsrli_epi128::<14>(t);
+        let reduced = _mm256_clmulepi64_epi128::<0x00>(overflow, _mm256_set1_epi64x(0x87));
+        _mm256_xor_si256(_mm256_bslli_epi128::<2>(t), reduced)
     }
 }
 

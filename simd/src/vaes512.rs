@@ -3,7 +3,10 @@
 //! A register holds four consecutive blocks and their four tweaks. Eight registers, thirty-two blocks
 //! (512 bytes), are in flight within a unit; sixteen tweak registers cover two such groups. Lane `l`
 //! of tweak register `j` holds `T0 * x^(4j + l)`; after each pair of groups every tweak register jumps
-//! ahead by `x^64`. The round keys are broadcast to all four lanes once per call.
+//! ahead by `x^64`. Those carry-less multiplies compete with VAES for the same vector pipes, so they
+//! are spread between the rounds of the other group of the pair, one register per round, and the next
+//! pair's cache lines are prefetched (with the rounds that dense, its loads would otherwise reach memory
+//! late). The round keys are broadcast to all four lanes once per call.
 //!
 //! 512-byte units go through in pairs, sixteen registers at once, each half with its own tweaks. The blocks of a unit left
 //! after its full groups go through one more group whose loads and stores are byte-masked

@@ -171,9 +171,10 @@ where
                 let style = ("sans-serif", 13)
                     .into_text_style(root)
                     .color(&color)
-                    .pos(Pos::new(HPos::Right, VPos::Bottom));
-                let (x, y) = chart.backend_coord(&(n, limit));
-                root.draw(&Text::new(label, (x - 4, y - 2), style)).map_err(draw_err)?;
+                    .pos(Pos::new(HPos::Left, VPos::Bottom));
+                // At the left end, where the small-block bars leave room.
+                let (x, y) = chart.backend_coord(&(0.0, limit));
+                root.draw(&Text::new(label, (x + 4, y - 2), style)).map_err(draw_err)?;
             }
         }
     }

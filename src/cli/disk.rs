@@ -2,7 +2,7 @@
 //! per file): the same operations on a one-member or many-member volume.
 
 use super::BackendArg;
-use super::keys::{CipherArg, KeyProviderArg};
+use super::keys::{KeyProviderArg, NewKeyArgs};
 use super::raw::AtomicOutput;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -171,12 +171,7 @@ pub(crate) struct LayoutArgs {
     #[arg(long, default_value_t = 4096, value_name = "BYTES")]
     data_unit: usize,
     #[command(flatten)]
-    cipher: CipherArg,
-    /// Id of the KEK at the provider (default: a fresh random id).
-    #[arg(long, value_name = "ID")]
-    key_id: Option<String>,
-    #[command(flatten)]
-    provider: KeyProviderArg,
+    key: NewKeyArgs,
 }
 
 /// How the data path runs, for the commands that move data.
@@ -315,11 +310,11 @@ pub(crate) fn run_group(command: GroupCommand) -> Result<()> {
 }
 
 fn create(paths: &[PathBuf], mode: Mode, size: u64, stripe: u64, layout: LayoutArgs) -> Result<()> {
-    let provider = layout.provider.open()?;
+    let provider = layout.key.provider.open()?;
     let options = CreateOptions {
         data_unit: layout.data_unit,
-        cipher: layout.cipher.size(),
-        key_id: layout.key_id.clone(),
+        cipher: layout.key.cipher.size(),
+        key_id: layout.key.key_id.clone(),
         stripe,
     };
     Volume::create(paths, mode, size, &options, provider.as_ref())?;

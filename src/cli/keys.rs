@@ -25,12 +25,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "PATH")]
         out: PathBuf,
         #[command(flatten)]
-        cipher: CipherArg,
-        /// Id of the KEK at the provider (default: a fresh random id).
-        #[arg(long, value_name = "ID")]
-        key_id: Option<String>,
-        #[command(flatten)]
-        provider: KeyProviderArg,
+        key: NewKeyArgs,
     },
     /// Show what a wrapped key blob holds (cipher, KEK reference, verifier); needs no key.
     Info {
@@ -105,6 +100,18 @@ impl KeyProviderArg {
     }
 }
 
+/// How a new data key is made: its cipher, the id of the KEK that wraps it, and the provider.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct NewKeyArgs {
+    #[command(flatten)]
+    pub(crate) cipher: CipherArg,
+    /// Id of the KEK at the provider (default: a fresh random id).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) provider: KeyProviderArg,
+}
+
 /// `--cipher`, for commands that make a new data key.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct CipherArg {
@@ -175,7 +182,7 @@ impl PassphraseArg {
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Native { command } => native(command),
-        Command::New { out, cipher, key_id, provider } => {
+        Command::New { out, key: NewKeyArgs { cipher, key_id, provider } } => {
             if out.exists() {
                 bail!("{} already exists; refusing to overwrite it", out.display());
             }

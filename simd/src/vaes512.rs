@@ -8,9 +8,11 @@
 //! pair's cache lines are prefetched (with the rounds that dense, its loads would otherwise reach memory
 //! late). The round keys are broadcast to all four lanes once per call.
 //!
-//! 512-byte units go through in pairs, sixteen registers at once, each half with its own tweaks. The blocks of a unit left
-//! after its full groups go through one more group whose loads and stores are byte-masked
-//! (AVX-512BW), so an odd-sized unit never falls back to one block at a time.
+//! 512-byte units (one group each) go through in pairs the same way: the second unit's tweak registers
+//! are computed between the first unit's rounds, the next pair's first unit's between the second's,
+//! and the tweaks themselves are encrypted a pair ahead. The blocks of a unit left after its full
+//! groups go through one more group whose loads and stores are byte-masked (AVX-512BW), so an
+//! odd-sized unit never falls back to one block at a time.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
@@ -45,7 +47,7 @@ const W: usize = 8;
 const GROUP: usize = W * 64;
 /// How far ahead of the pair being encrypted its successor's lines are prefetched.
 const PREFETCH_AHEAD: usize = 2 * PAIR;
-/// Two 512-byte units go through one group of twice the width (their tweaks come from the stack).
+/// Two 512-byte units, one group each, go through together.
 const PAIR: usize = 2 * GROUP;
 
 /// # Safety
@@ -71,19 +73,38 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         if unit_len == GROUP {
             // A 512-byte unit alone leaves the AES pipes half idle while its tweak is encrypted and
             // its group drains: pair units up so two independent groups overlap.
+            let pair_count = rest.len() / PAIR;
             let mut pairs = rest.chunks_exact_mut(PAIR);
-            let mut t = aesni::encrypt_tweak::<NR>(&tk, number);
-            for pair in &mut pairs {
-                let second = aesni::encrypt_tweak::<NR>(&tk, number.wrapping_add(step));
+            // Unit A of a pair runs while unit B's tweak registers are computed between its rounds,
+            // and unit B while the next pair's unit A's are: the same overlap as within a long unit.
+            // The tweaks themselves (serial AES chains) are encrypted one pair ahead.
+            let mut tw_a = [_mm512_setzero_si512(); W];
+            let mut tw_b = [_mm512_setzero_si512(); W];
+            let mut t_b = _mm_setzero_si128();
+            if pair_count > 0 {
+                first_tweaks(&mut tw_a, aesni::encrypt_tweak::<NR>(&tk, number), 0);
+                t_b = aesni::encrypt_tweak::<NR>(&tk, number.wrapping_add(step));
+            }
+            for (i, pair) in (&mut pairs).enumerate() {
                 number = number.wrapping_add(step.wrapping_mul(2));
-                // Issued before the group so the core overlaps this serial chain with it.
-                let next = aesni::encrypt_tweak::<NR>(&tk, number);
-                let mut tw = [_mm512_setzero_si512(); 2 * W];
-                first_tweaks(&mut tw[..W], t, 0);
-                first_tweaks(&mut tw[W..], second, 0);
-                // One group of sixteen registers: measured faster here than two groups of eight.
-                crypt_group::<DEC, NR, { 2 * W }>(&rk, pair, &tw);
-                t = next;
+                let last = i + 1 == pair_count;
+                let (mut t_a_next, mut t_b_next) = (_mm_setzero_si128(), _mm_setzero_si128());
+                if !last {
+                    t_a_next = aesni::encrypt_tweak::<NR>(&tk, number);
+                    t_b_next = aesni::encrypt_tweak::<NR>(&tk, number.wrapping_add(step));
+                }
+                let (a, b) = pair.split_at_mut(GROUP);
+                let first_b = _mm512_broadcast_i32x4(t_b);
+                crypt_group_then::<DEC, NR>(&rk, a, &tw_a, &mut tw_b, |j, _| tweak_register(first_b, 4 * j));
+                if last {
+                    crypt_group::<DEC, NR, W>(&rk, b, &tw_b);
+                } else {
+                    let first_a = _mm512_broadcast_i32x4(t_a_next);
+                    crypt_group_then::<DEC, NR>(&rk, b, &tw_b, &mut tw_a, |j, _| {
+                        tweak_register(first_a, 4 * j)
+                    });
+                }
+                t_b = t_b_next;
             }
             rest = pairs.into_remainder();
         }

@@ -7,11 +7,11 @@
 //! offset and length; [`EncryptedDisk`] and [`DiskGroup`] are the two ways to open one.
 
 pub mod format;
-mod io;
+mod uring;
 mod volume;
 
 pub use format::{CopyState, Header, HeaderPair, Mode, uuid_string};
-pub use io::{IO_ENGINE_ENV, IoEngine};
+pub use uring::{IO_ENGINE_ENV, IoEngine};
 pub use volume::{
     CreateOptions, DEFAULT_QUEUE_DEPTH, IoRequest, OpenOptions, Volume, hazmat_unwrap_dek, read_headers,
     rekey_shallow, repair,

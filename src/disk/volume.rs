@@ -16,7 +16,7 @@ use super::format::{
     CopyState, DATA_OFFSET, DEFAULT_STRIPE, GroupPlace, HEADER_LEN, HEADER_OFFSETS, Header, HeaderPair, Mode,
     new_uuid, uuid_string,
 };
-use super::io::{IoEngine, Op, SLOT_LEN, Worker};
+use super::uring::{IoEngine, Op, SLOT_LEN, Worker};
 use crate::error::{Error, Result};
 use crate::key::KeySize;
 use crate::keys::{Dek, KeyProvider, KeyRef, WrappedDek};

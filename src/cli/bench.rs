@@ -69,6 +69,35 @@ struct Row {
     x_system_openssl: Option<f64>,
 }
 
+impl Row {
+    /// A measurement, before the ratios are filled in.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        kind: &'static str,
+        backend: String,
+        key_bits: u32,
+        data_unit: usize,
+        buffer: usize,
+        direction: &'static str,
+        threads: usize,
+        gbps: f64,
+    ) -> Row {
+        Row {
+            kind,
+            backend,
+            key_bits,
+            data_unit,
+            buffer,
+            direction,
+            threads,
+            gbps,
+            pct_of_ceiling: None,
+            x_openssl: None,
+            x_system_openssl: None,
+        }
+    }
+}
+
 const UNITS: [usize; 5] = [512, 4096, 16384, 65536, 131072];
 /// In-cache bytes per call when many units go in one call.
 const IN_CACHE: usize = 64 * 1024;
@@ -107,19 +136,16 @@ fn cipher(args: CipherArgs) -> Result<()> {
                     |data_unit: usize, buffer: usize, threads: usize, buf: &mut [u8]| -> Result<Row> {
                         let units = DataUnits::new(data_unit)?;
                         let gbps = run_xts(&xts, direction, &mut buf[..buffer], units, threads, per_row)?;
-                        Ok(Row {
-                            kind: "xts",
-                            backend: backend.name().into(),
+                        Ok(Row::new(
+                            "xts",
+                            backend.name().into(),
                             key_bits,
                             data_unit,
                             buffer,
                             direction,
                             threads,
                             gbps,
-                            pct_of_ceiling: None,
-                            x_openssl: None,
-                            x_system_openssl: None,
-                        })
+                        ))
                     };
                 // One unit per call: shows the per-call overhead (tweak encryption, dispatch).
                 for unit in [512, 4096] {
@@ -142,19 +168,7 @@ fn cipher(args: CipherArgs) -> Result<()> {
         for key_bits in [128, 256] {
             let seconds = (args.seconds * 5.0).ceil() as u32;
             let (version, gbps) = super::openssl_rows::system_speed(key_bits, seconds)?;
-            rows.push(Row {
-                kind: "openssl-speed",
-                backend: version,
-                key_bits,
-                data_unit: 4096,
-                buffer: 4096,
-                direction: "encrypt",
-                threads: 1,
-                gbps,
-                pct_of_ceiling: None,
-                x_openssl: None,
-                x_system_openssl: None,
-            });
+            rows.push(Row::new("openssl-speed", version, key_bits, 4096, 4096, "encrypt", 1, gbps));
         }
     }
     if args.large_mib > 0 {
@@ -179,19 +193,7 @@ fn large_rows(
 ) -> Result<()> {
     let mut big = vec![0x33u8; size];
     let gbps = measure(per_row.max(Duration::from_millis(500)), size, || memory_pass(&mut big));
-    rows.push(Row {
-        kind: "memory",
-        backend: "in-place-xor".into(),
-        key_bits: 0,
-        data_unit: size,
-        buffer: size,
-        direction: "read-write",
-        threads: 1,
-        gbps,
-        pct_of_ceiling: None,
-        x_openssl: None,
-        x_system_openssl: None,
-    });
+    rows.push(Row::new("memory", "in-place-xor".into(), 0, size, size, "read-write", 1, gbps));
     let key = XtsKey::from_bytes(&demo_key(256))?;
     let units = DataUnits::new(4096)?;
     for &backend in backends {
@@ -206,19 +208,7 @@ fn large_rows(
                     threads,
                     per_row.max(Duration::from_millis(500)),
                 )?;
-                rows.push(Row {
-                    kind: "xts",
-                    backend: backend.name().into(),
-                    key_bits: 256,
-                    data_unit: 4096,
-                    buffer: size,
-                    direction,
-                    threads,
-                    gbps,
-                    pct_of_ceiling: None,
-                    x_openssl: None,
-                    x_system_openssl: None,
-                });
+                rows.push(Row::new("xts", backend.name().into(), 256, 4096, size, direction, threads, gbps));
             }
         }
     }
@@ -245,19 +235,7 @@ fn openssl_rows(
             data_unit,
             per_row,
         )?;
-        rows.push(Row {
-            kind: "openssl",
-            backend: backend.clone(),
-            key_bits,
-            data_unit,
-            buffer,
-            direction,
-            threads: 1,
-            gbps,
-            pct_of_ceiling: None,
-            x_openssl: None,
-            x_system_openssl: None,
-        });
+        rows.push(Row::new("openssl", backend.clone(), key_bits, data_unit, buffer, direction, 1, gbps));
     }
     Ok(())
 }
@@ -317,19 +295,7 @@ fn ecb_ceiling(key_bits: u32, direction: &'static str, buf: &mut [u8], per_row: 
             best = (gbps, size);
         }
     }
-    Row {
-        kind: "aes-ecb",
-        backend: "aes-crate-ecb".into(),
-        key_bits,
-        data_unit: best.1,
-        buffer: best.1,
-        direction,
-        threads: 1,
-        gbps: best.0,
-        pct_of_ceiling: None,
-        x_openssl: None,
-        x_system_openssl: None,
-    }
+    Row::new("aes-ecb", "aes-crate-ecb".into(), key_bits, best.1, best.1, direction, 1, best.0)
 }
 
 fn ecb_rate<C: BlockCipherEncrypt + BlockCipherDecrypt<BlockSize = aes::cipher::consts::U16>>(

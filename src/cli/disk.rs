@@ -1,14 +1,13 @@
 //! `sectorcrypt disk ...` (VM mode, one file) and `sectorcrypt group ...` (datastore mode, `--member`
 //! per file): the same operations on a one-member or many-member volume.
 
-use super::BackendArg;
 use super::keys::{KeyProviderArg, NewKeyArgs};
 use super::raw::AtomicOutput;
+use super::{BackendArg, IoArg};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sectorcrypt::disk::{
-    CopyState, CreateOptions, HeaderPair, IO_ENGINE_ENV, IoEngine, Mode, OpenOptions, Volume, read_headers,
-    uuid_string,
+    CopyState, CreateOptions, HeaderPair, Mode, OpenOptions, Volume, read_headers, uuid_string,
 };
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -181,9 +180,8 @@ pub(crate) struct DataPathArgs {
     provider: KeyProviderArg,
     #[command(flatten)]
     backend: BackendArg,
-    /// I/O engine: auto (io_uring, else pread/pwrite), uring or sync.
-    #[arg(long, env = IO_ENGINE_ENV, default_value = "auto", value_parser = ["auto", "uring", "sync"])]
-    io: String,
+    #[command(flatten)]
+    io: IoArg,
     /// Requests in flight per worker.
     #[arg(long, default_value_t = sectorcrypt::disk::DEFAULT_QUEUE_DEPTH, value_name = "N")]
     queue_depth: usize,
@@ -195,15 +193,10 @@ pub(crate) struct DataPathArgs {
 impl DataPathArgs {
     fn open(&self, paths: &[PathBuf], mode: Mode, writable: bool) -> Result<Volume> {
         let provider = self.provider.open()?;
-        let io = match self.io.as_str() {
-            "uring" => IoEngine::Uring,
-            "sync" => IoEngine::Sync,
-            _ => IoEngine::Auto,
-        };
         let options = OpenOptions {
             writable,
             backend: self.backend.choice()?,
-            io,
+            io: self.io.engine(),
             queue_depth: self.queue_depth,
             direct: !self.no_direct,
         };

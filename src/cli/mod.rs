@@ -59,6 +59,21 @@ enum Command {
     Demo(demo::Args),
 }
 
+/// `--io`, shared by the subcommands that move data through a disk.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct IoArg {
+    /// I/O engine: auto (io_uring for O_DIRECT files, else pread/pwrite), uring or sync.
+    #[arg(long, env = sectorcrypt::disk::IO_ENGINE_ENV, default_value = "auto", value_name = "ENGINE",
+          value_parser = clap::builder::PossibleValuesParser::new(sectorcrypt::disk::IoEngine::ALL.map(|e| e.name())))]
+    io: String,
+}
+
+impl IoArg {
+    pub(crate) fn engine(&self) -> sectorcrypt::disk::IoEngine {
+        sectorcrypt::disk::IoEngine::from_name(&self.io).expect("clap accepts only engine names")
+    }
+}
+
 /// `--backend`, shared by the subcommands that run the cipher.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct BackendArg {

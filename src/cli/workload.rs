@@ -12,11 +12,11 @@
 //! time. The three configurations of one cell run back to back, so drift on a shared machine hits them
 //! alike; compare within a run.
 
-use super::BackendArg;
 use super::disk::parse_size;
+use super::{BackendArg, IoArg};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sectorcrypt::disk::{CreateOptions, IO_ENGINE_ENV, IoEngine, IoRequest, Mode, OpenOptions, Volume};
+use sectorcrypt::disk::{CreateOptions, IoRequest, Mode, OpenOptions, Volume};
 use sectorcrypt::keys::NativeProvider;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -77,9 +77,8 @@ pub(crate) struct WorkloadArgs {
     chart: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
-    /// I/O engine: auto, uring or sync.
-    #[arg(long, env = IO_ENGINE_ENV, default_value = "auto", value_parser = ["auto", "uring", "sync"])]
-    io: String,
+    #[command(flatten)]
+    io: IoArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -362,15 +361,10 @@ fn fs_type(dir: &Path) -> String {
 
 pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
     let plan = args.plan()?;
-    let io = match args.io.as_str() {
-        "uring" => IoEngine::Uring,
-        "sync" => IoEngine::Sync,
-        _ => IoEngine::Auto,
-    };
     let options = OpenOptions {
         writable: true,
         backend: args.backend.choice()?,
-        io,
+        io: args.io.engine(),
         queue_depth: args.queue_depth.max(1),
         direct: args.direct == "on",
     };

@@ -39,13 +39,21 @@ pub enum IoEngine {
 }
 
 impl IoEngine {
-    /// The engine in `SECTORCRYPT_IO`, or `Auto`.
-    pub fn from_env() -> IoEngine {
-        match std::env::var(IO_ENGINE_ENV).as_deref().map(str::trim) {
-            Ok("uring") => IoEngine::Uring,
-            Ok("sync") => IoEngine::Sync,
-            _ => IoEngine::Auto,
+    /// Every engine, in the order `auto`, `uring`, `sync`.
+    pub const ALL: [IoEngine; 3] = [IoEngine::Auto, IoEngine::Uring, IoEngine::Sync];
+
+    /// `auto`, `uring` or `sync`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            IoEngine::Auto => "auto",
+            IoEngine::Uring => "uring",
+            IoEngine::Sync => "sync",
         }
+    }
+
+    /// The engine with this name (as `SECTORCRYPT_IO` and `--io` spell it).
+    pub fn from_name(name: &str) -> Option<IoEngine> {
+        IoEngine::ALL.into_iter().find(|engine| engine.name() == name.trim())
     }
 }
 

@@ -513,10 +513,8 @@ impl Volume {
     pub fn submit(&self, requests: &mut [IoRequest<'_>]) -> Result<()> {
         let mut write_locks = 0u64;
         for request in requests.iter() {
-            let (offset, len, write) = match request {
-                IoRequest::Read { offset, buf } => (*offset, buf.len() as u64, false),
-                IoRequest::Write { offset, data } => (*offset, data.len() as u64, true),
-            };
+            let (offset, len) = request.span();
+            let write = matches!(request, IoRequest::Write { .. });
             if offset.checked_add(len).is_none_or(|end| end > self.size) {
                 return Err(Error::OutOfRange { offset, len, size: self.size });
             }
@@ -536,7 +534,8 @@ impl Volume {
         for (request, temp) in requests.iter().zip(temps.iter_mut()) {
             if let (IoRequest::Write { offset, .. }, Some((start, buf))) = (request, temp) {
                 let head = !offset.is_multiple_of(self.unit);
-                let tail = !(offset + request_len(request)).is_multiple_of(self.unit);
+                let (_, len) = request.span();
+                let tail = !(offset + len).is_multiple_of(self.unit);
                 let unit = self.unit as usize;
                 if buf.len() == unit {
                     rmw.push((*start, Dir::Read(buf)));
@@ -584,10 +583,7 @@ impl Volume {
 
     /// For a request that does not cover whole data units: the aligned span's start and a buffer for it.
     fn aligned_temp(&self, request: &IoRequest<'_>) -> Option<(u64, Vec<u8>)> {
-        let (offset, len) = match request {
-            IoRequest::Read { offset, buf } => (*offset, buf.len() as u64),
-            IoRequest::Write { offset, data } => (*offset, data.len() as u64),
-        };
+        let (offset, len) = request.span();
         if len == 0 || (offset % self.unit == 0 && len % self.unit == 0) {
             return None;
         }
@@ -729,10 +725,13 @@ impl Volume {
     }
 }
 
-fn request_len(request: &IoRequest<'_>) -> u64 {
-    match request {
-        IoRequest::Read { buf, .. } => buf.len() as u64,
-        IoRequest::Write { data, .. } => data.len() as u64,
+impl IoRequest<'_> {
+    /// The logical offset and length of the request.
+    pub fn span(&self) -> (u64, u64) {
+        match self {
+            IoRequest::Read { offset, buf } => (*offset, buf.len() as u64),
+            IoRequest::Write { offset, data } => (*offset, data.len() as u64),
+        }
     }
 }
 

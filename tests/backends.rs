@@ -50,6 +50,21 @@ fn many_units_per_call() {
 }
 
 #[test]
+fn unit_counts_around_tweak_batches() {
+    // Kernels encrypt the tweaks of several units together and pair 512-byte units up: every count
+    // of whole units from one to a few batches, with and without a short last unit.
+    for size in [512usize, 1024, 4096] {
+        for count in 1..=13 {
+            for tail in [0usize, 16, 33] {
+                let units = DataUnits::new(size).unwrap().starting_at(0xffff_fffe).with_step(1).unwrap();
+                let len = count * size + tail;
+                assert_backends_agree(&pattern(len, (count * 31 + tail) as u64), Call::Units(units));
+            }
+        }
+    }
+}
+
+#[test]
 fn parallel_path_matches_serial() {
     for size in [512usize, 4096, 131072] {
         for step in [1u64, 8] {

@@ -1,18 +1,21 @@
 //! XTS with VAES and VPCLMULQDQ on 512-bit registers (AVX-512).
 //!
-//! A register holds four consecutive blocks and their four tweaks. Eight registers, thirty-two blocks
-//! (512 bytes), are in flight within a unit; sixteen tweak registers cover two such groups. Lane `l`
-//! of tweak register `j` holds `T0 * x^(4j + l)`; after each pair of groups every tweak register jumps
-//! ahead by `x^64`. Those carry-less multiplies compete with VAES for the same vector pipes, so they
-//! are spread between the rounds of the other group of the pair, one register per round, and the next
-//! pair's cache lines are prefetched (with the rounds that dense, its loads would otherwise reach memory
-//! late). The round keys are broadcast to all four lanes once per call.
+//! A register holds four consecutive blocks and their four tweaks. Within a unit, blocks go through in
+//! pairs of groups of `W` registers (eight for AES-256, four for AES-128: see [`WIDE`] and
+//! [`NARROW`]); `2W` tweak registers cover a pair. Lane `l` of tweak register `j` holds
+//! `T0 * x^(4j + l)`; after each pair every tweak register jumps ahead by `x^(8W)`, a whole number of
+//! bytes: one byte shift, one carry-less multiply and one XOR. Those multiplies compete with VAES for
+//! the same vector pipes, so they are spread between the rounds of the other group of the pair, one
+//! register per round, and the next pair's cache lines are prefetched (with the rounds that dense, its
+//! loads would otherwise reach memory late). The round keys are broadcast to all four lanes once per
+//! call.
 //!
-//! 512-byte units (one group each) go through in pairs the same way: the second unit's tweak registers
-//! are computed between the first unit's rounds, the next pair's first unit's between the second's,
-//! and the tweaks themselves are encrypted a pair ahead. The blocks of a unit left after its full
-//! groups go through one more group whose loads and stores are byte-masked (AVX-512BW), so an
-//! odd-sized unit never falls back to one block at a time.
+//! The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are encrypted four units at a
+//! time, one per lane, while the four units before them run. 512-byte units (one wide group each) go
+//! through in pairs: the second unit's tweak registers are computed between the first unit's rounds,
+//! the next pair's first unit's between the second's. The blocks of a unit left after its full groups
+//! go through one more group whose loads and stores are byte-masked (AVX-512BW), so an odd-sized unit
+//! never falls back to one block at a time.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
@@ -40,15 +43,18 @@ pub(crate) unsafe fn xts(
     }
 }
 
-/// Registers in flight within a unit: eight, thirty-two blocks, 512 bytes. Sixteen measured slower
-/// here: with fifteen round keys the states no longer fit the thirty-two registers.
-const W: usize = 8;
-/// Bytes per group within a unit.
-const GROUP: usize = W * 64;
-/// How far ahead of the pair being encrypted its successor's lines are prefetched.
-const PREFETCH_AHEAD: usize = 2 * PAIR;
-/// Two 512-byte units, one group each, go through together.
-const PAIR: usize = 2 * GROUP;
+/// Registers per group, for AES-256: eight, thirty-two blocks, 512 bytes. With fifteen round keys, two
+/// groups of states and their tweaks already overflow the thirty-two registers; sixteen per group
+/// measured slower still.
+const WIDE: usize = 8;
+/// Registers per group, for AES-128: four. Eight measured 6-18% slower here: eleven round keys and
+/// two groups of eight states and tweaks spill to the stack, while four fit, and with rounds this
+/// short the core overlaps consecutive groups well enough to keep the AES pipes full.
+const NARROW: usize = 4;
+/// Two 512-byte units, one group of eight registers each, go through together.
+const UNIT_PAIR: usize = 2 * 64 * WIDE;
+/// How far ahead of the pair of groups being encrypted the next lines are prefetched.
+const PREFETCH_AHEAD: usize = 2048;
 
 /// # Safety
 /// The CPU must support the features of [`xts`].
@@ -68,69 +74,211 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         for (wide, key) in rk.iter_mut().zip(&rk128) {
             *wide = _mm512_broadcast_i32x4(*key);
         }
-        let mut number = first;
-        let mut rest = buf;
-        if unit_len == GROUP {
-            // A 512-byte unit alone leaves the AES pipes half idle while its tweak is encrypted and
-            // its group drains: pair units up so two independent groups overlap.
-            let pair_count = rest.len() / PAIR;
-            let mut pairs = rest.chunks_exact_mut(PAIR);
-            // Unit A of a pair runs while unit B's tweak registers are computed between its rounds,
-            // and unit B while the next pair's unit A's are: the same overlap as within a long unit.
-            // The tweaks themselves (serial AES chains) are encrypted one pair ahead.
-            let mut tw_a = [_mm512_setzero_si512(); W];
-            let mut tw_b = [_mm512_setzero_si512(); W];
-            let mut t_b = _mm_setzero_si128();
-            if pair_count > 0 {
-                first_tweaks(&mut tw_a, aesni::encrypt_tweak::<NR>(&tk, number), 0);
-                t_b = aesni::encrypt_tweak::<NR>(&tk, number.wrapping_add(step));
-            }
-            for (i, pair) in (&mut pairs).enumerate() {
-                number = number.wrapping_add(step.wrapping_mul(2));
-                let last = i + 1 == pair_count;
-                let (mut t_a_next, mut t_b_next) = (_mm_setzero_si128(), _mm_setzero_si128());
-                if !last {
-                    t_a_next = aesni::encrypt_tweak::<NR>(&tk, number);
-                    t_b_next = aesni::encrypt_tweak::<NR>(&tk, number.wrapping_add(step));
-                }
-                let (a, b) = pair.split_at_mut(GROUP);
-                let first_b = _mm512_broadcast_i32x4(t_b);
-                crypt_group_then::<DEC, NR>(&rk, a, &tw_a, &mut tw_b, |j, _| tweak_register(first_b, 4 * j));
-                if last {
-                    crypt_group::<DEC, NR, W>(&rk, b, &tw_b);
-                } else {
-                    let first_a = _mm512_broadcast_i32x4(t_a_next);
-                    crypt_group_then::<DEC, NR>(&rk, b, &tw_b, &mut tw_a, |j, _| {
-                        tweak_register(first_a, 4 * j)
-                    });
-                }
-                t_b = t_b_next;
-            }
-            rest = pairs.into_remainder();
+        let unit_len = unit_len.max(16);
+        if buf.len() <= unit_len {
+            // One unit: nothing to overlap its tweak's encryption with, and the 128-bit chain is the
+            // shortest.
+            let t0 = aesni::encrypt_tweak::<NR>(&tk, first);
+            one_unit_of::<DEC, NR>(&rk, &rk128, buf, t0);
+            return;
         }
-        let mut t0 = aesni::encrypt_tweak::<NR>(&tk, number);
-        for unit in rest.chunks_mut(unit_len.max(16)) {
-            number = number.wrapping_add(step);
-            let next = aesni::encrypt_tweak::<NR>(&tk, number);
-            one_unit::<DEC, NR>(&rk, &rk128, unit, t0);
-            t0 = next;
+        // Tweaks are encrypted four units at a time, one unit per lane, and the next four while these
+        // run. One serial chain of AES rounds per unit, even issued a unit ahead, measured 8-13%
+        // slower on 4 KiB units.
+        let mut tk512 = [_mm512_setzero_si512(); 15];
+        for (wide, key) in tk512.iter_mut().zip(&tk) {
+            *wide = _mm512_broadcast_i32x4(*key);
+        }
+        let mut number = first;
+        let mut tweaks = encrypt_four_tweaks::<NR>(&tk512, number, step);
+        let mut rest = buf;
+        if unit_len == UNIT_PAIR / 2 && rest.len() >= UNIT_PAIR {
+            // A 512-byte unit alone leaves the AES pipes half idle while its group drains: pair units
+            // up so two independent groups overlap. Unit A of a pair runs while unit B's tweak
+            // registers are computed between its rounds, and unit B while the next pair's unit A's
+            // are: the same overlap as within a long unit.
+            let pair_count = rest.len() / UNIT_PAIR;
+            let mut tw_a = [_mm512_setzero_si512(); WIDE];
+            let mut tw_b = [_mm512_setzero_si512(); WIDE];
+            first_tweaks(&mut tw_a, lane::<0>(tweaks));
+            let mut quads = rest.chunks_exact_mut(2 * UNIT_PAIR);
+            let quad_count = quads.len();
+            for (i, quad) in (&mut quads).enumerate() {
+                number = number.wrapping_add(step.wrapping_mul(4));
+                let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
+                let (first_pair, second_pair) = quad.split_at_mut(UNIT_PAIR);
+                unit_pair::<DEC, NR>(
+                    &rk,
+                    first_pair,
+                    &mut tw_a,
+                    &mut tw_b,
+                    lane::<1>(tweaks),
+                    Some(lane::<2>(tweaks)),
+                );
+                let more = i + 1 < quad_count || pair_count % 2 == 1;
+                let next_a = if more { Some(lane::<0>(ahead)) } else { None };
+                unit_pair::<DEC, NR>(&rk, second_pair, &mut tw_a, &mut tw_b, lane::<3>(tweaks), next_a);
+                tweaks = ahead;
+            }
+            rest = quads.into_remainder();
+            if pair_count % 2 == 1 {
+                let (pair, after) = rest.split_at_mut(UNIT_PAIR);
+                number = number.wrapping_add(step.wrapping_mul(2));
+                unit_pair::<DEC, NR>(&rk, pair, &mut tw_a, &mut tw_b, lane::<1>(tweaks), None);
+                tweaks = _mm512_alignr_epi64::<4>(tweaks, tweaks);
+                rest = after;
+            }
+        }
+        for four in rest.chunks_mut(4 * unit_len) {
+            number = number.wrapping_add(step.wrapping_mul(4));
+            let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
+            let mut units = four.chunks_mut(unit_len);
+            for (t0, unit) in [lane::<0>(tweaks), lane::<1>(tweaks), lane::<2>(tweaks), lane::<3>(tweaks)]
+                .into_iter()
+                .zip(&mut units)
+            {
+                one_unit_of::<DEC, NR>(&rk, &rk128, unit, t0);
+            }
+            tweaks = ahead;
         }
     }
 }
 
-/// Fills `tw` so that lane `l` of register `j` holds `t0 * x^(start + 4j + l)`: the tweaks of the
-/// unit's blocks from `start` on (`start + 4 * tw.len() <= 64`).
+/// One data unit, with as many registers per group as suit the key size (see [`NARROW`]); a unit of
+/// one wide group or less takes the wide path, which runs it all at once.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn one_unit_of<const DEC: bool, const NR: usize>(
+    rk: &[__m512i; 15],
+    rk128: &[__m128i; 15],
+    unit: &mut [u8],
+    t0: __m128i,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        if NR == 10 && unit.len() > 64 * WIDE {
+            one_unit::<DEC, NR, NARROW>(rk, rk128, unit, t0);
+        } else {
+            one_unit::<DEC, NR, WIDE>(rk, rk128, unit, t0);
+        }
+    }
+}
+
+/// Two 512-byte units, `tw_a` holding the first one's tweak registers: the second's are computed from
+/// `t_b` between the first's rounds, and, when `next_a` is given, the next pair's first unit's from it
+/// between the second's.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn unit_pair<const DEC: bool, const NR: usize>(
+    rk: &[__m512i; 15],
+    pair: &mut [u8],
+    tw_a: &mut [__m512i; WIDE],
+    tw_b: &mut [__m512i; WIDE],
+    t_b: __m128i,
+    next_a: Option<__m128i>,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let (a, b) = pair.split_at_mut(UNIT_PAIR / 2);
+        let first_b = _mm512_broadcast_i32x4(t_b);
+        crypt_group_then::<DEC, NR, WIDE>(
+            rk,
+            a,
+            tw_a,
+            tw_b,
+            #[inline(always)]
+            |j, _| tweak_register(first_b, 4 * j),
+        );
+        match next_a {
+            Some(t_a) => {
+                let first_a = _mm512_broadcast_i32x4(t_a);
+                crypt_group_then::<DEC, NR, WIDE>(
+                    rk,
+                    b,
+                    tw_b,
+                    tw_a,
+                    #[inline(always)]
+                    |j, _| tweak_register(first_a, 4 * j),
+                );
+            }
+            None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
+        }
+    }
+}
+
+/// Lane `L` of `v`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn lane<const L: i32>(v: __m512i) -> __m128i {
+    // SAFETY: the caller guarantees the features.
+    unsafe { _mm512_extracti32x4_epi32::<L>(v) }
+}
+
+/// `AES_Key2` of the tweak values `number + i * step` in lane `i`, for `i` in 0..4.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VAES.
+#[inline(always)]
+unsafe fn encrypt_four_tweaks<const NR: usize>(tk: &[__m512i; 15], number: u128, step: u128) -> __m512i {
+    let value = |i: u128| number.wrapping_add(step.wrapping_mul(i));
+    let (v0, v1, v2, v3) = (value(0), value(1), value(2), value(3));
+    let half = |v: u128, high: bool| (if high { v >> 64 } else { v }) as u64 as i64;
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut t = _mm512_set_epi64(
+            half(v3, true),
+            half(v3, false),
+            half(v2, true),
+            half(v2, false),
+            half(v1, true),
+            half(v1, false),
+            half(v0, true),
+            half(v0, false),
+        );
+        t = _mm512_xor_si512(t, tk[0]);
+        for key in &tk[1..NR] {
+            t = _mm512_aesenc_epi128(t, *key);
+        }
+        _mm512_aesenclast_epi128(t, tk[NR])
+    }
+}
+
+/// Fills `tw` so that lane `l` of register `j` holds `t0 * x^(4j + l)`: the tweaks of a unit's first
+/// `4 * W` blocks. Each register comes from `t0` directly, so none waits for another: a unit cannot
+/// start before these are ready.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn first_tweaks(tw: &mut [__m512i], t0: __m128i, start: usize) {
+unsafe fn first_tweaks<const W: usize>(tw: &mut [__m512i; W], t0: __m128i) {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let first = _mm512_broadcast_i32x4(t0);
         for (j, t) in tw.iter_mut().enumerate() {
-            *t = tweak_register(first, start + 4 * j);
+            *t = tweak_register(first, 4 * j);
         }
+    }
+}
+
+/// Every lane `t * x^(8 * M)` (`R == 16 - M`, `1 <= M <= 7`): a byte shift, with the `M` bytes that
+/// fall off the top folded back as `bytes * (x^7 + x^2 + x + 1)`, a product of under 64 bits.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn mul_x_bytes<const M: i32, const R: i32>(t: __m512i) -> __m512i {
+    debug_assert!(M + R == 16 && (1..=7).contains(&M));
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let overflow = _mm512_bsrli_epi128::<R>(t);
+        let reduced = _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87));
+        _mm512_xor_si512(_mm512_bslli_epi128::<M>(t), reduced)
     }
 }
 
@@ -148,7 +296,7 @@ unsafe fn tweak_register(first: __m512i, k: usize) -> __m512i {
 /// # Safety
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
-unsafe fn one_unit<const DEC: bool, const NR: usize>(
+unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
     rk: &[__m512i; 15],
     rk128: &[__m128i; 15],
     unit: &mut [u8],
@@ -157,59 +305,80 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
     // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
     // comments at each).
     unsafe {
+        let group = 64 * W;
         let (body, stolen) = aesni::split_for_stealing(unit);
-        // Tweaks for the next two groups: stepping each register by x^64 costs one byte shift, one
-        // carry-less multiply and one XOR (see `mul_x64`), a third less than stepping by x^32, and
-        // these updates compete with the AES rounds for the same vector pipes.
+        // Tweaks for the two groups of a pair; each register steps by a whole pair, x^(8W), at once.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
-        first_tweaks(&mut tw[0], t0, 0);
-        let first = _mm512_broadcast_i32x4(t0);
+        first_tweaks(&mut tw[0], t0);
         let body_len = body.len();
-        let pair_count = body_len / (2 * GROUP);
-        let tail_follows = !body.len().is_multiple_of(2 * GROUP) || !stolen.is_empty();
-        let mut pairs = body.chunks_exact_mut(2 * GROUP);
+        let pair_count = body_len / (2 * group);
+        let tail_follows = !body.len().is_multiple_of(2 * group) || !stolen.is_empty();
+        let mut pairs = body.chunks_exact_mut(2 * group);
         for (i, pair) in (&mut pairs).enumerate() {
             // The rounds below keep the vector schedulers so full that, with the tweak work in among
             // them, the next pair's loads would reach memory late: ask for its lines now.
             let ahead = pair.as_ptr().wrapping_add(PREFETCH_AHEAD);
-            for line in 0..2 * GROUP / 64 {
+            for line in 0..2 * group / 64 {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
             }
-            let (low, high) = pair.split_at_mut(GROUP);
+            let (low, high) = pair.split_at_mut(group);
             let [tw_low, tw_high] = &mut tw;
             // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
             // half's tweak work runs between the other half's rounds, one register per round: the
-            // low half computes the high half's tweaks (the first ones, or the previous pair's times
-            // x^64), the high half steps the low half's by x^64. Nothing is stepped that no block
-            // will use.
+            // low half computes the high half's tweaks (its own times x^(4W) in the first pair, else
+            // the previous pair's times x^(8W)), the high half steps the low half's by x^(8W).
+            // Nothing is stepped that no block will use.
             if i == 0 {
-                crypt_group_then::<DEC, NR>(rk, low, tw_low, tw_high, |j, _| {
-                    tweak_register(first, 4 * (W + j))
-                });
+                let low_tweaks = *tw_low;
+                crypt_group_then::<DEC, NR, W>(
+                    rk,
+                    low,
+                    tw_low,
+                    tw_high,
+                    #[inline(always)]
+                    |j, _| half_step::<W>(low_tweaks[j]),
+                );
             } else {
-                crypt_group_then::<DEC, NR>(rk, low, tw_low, tw_high, |_, t| mul_x64(t));
+                crypt_group_then::<DEC, NR, W>(
+                    rk,
+                    low,
+                    tw_low,
+                    tw_high,
+                    #[inline(always)]
+                    |_, t| pair_step::<W>(t),
+                );
             }
             if i + 1 == pair_count && !tail_follows {
                 crypt_group::<DEC, NR, W>(rk, high, tw_high);
             } else {
-                crypt_group_then::<DEC, NR>(rk, high, tw_high, tw_low, |_, t| mul_x64(t));
+                crypt_group_then::<DEC, NR, W>(
+                    rk,
+                    high,
+                    tw_high,
+                    tw_low,
+                    #[inline(always)]
+                    |_, t| pair_step::<W>(t),
+                );
             }
         }
-        if pair_count == 0 && (body_len > GROUP || (body_len == GROUP && !stolen.is_empty())) {
-            // A second 512-byte piece, or a stolen block after a whole first one, needs them.
-            first_tweaks(&mut tw[1], t0, 4 * W);
+        if pair_count == 0 && (body_len > group || (body_len == group && !stolen.is_empty())) {
+            // A second group, or a stolen block after a whole first one, needs them.
+            let [low, high] = &mut tw;
+            for (t, l) in high.iter_mut().zip(low.iter()) {
+                *t = half_step::<W>(*l);
+            }
         } else if pair_count > 0 && tail_follows {
             for t in &mut tw[1] {
-                *t = mul_x64(*t);
+                *t = pair_step::<W>(*t);
             }
         }
-        // Fewer than 64 blocks remain. Each 512-byte piece takes the next eight tweak registers; a
+        // Fewer than 8W blocks remain. Each group-sized piece takes the next W tweak registers; a
         // short piece is one group whose loads and stores are byte-masked to the bytes that exist, so
         // all of its blocks are still in flight together.
         let rest = pairs.into_remainder();
         let done = rest.len() / 16;
-        for (piece, tw_piece) in rest.chunks_mut(GROUP).zip(&tw) {
-            if piece.len() == GROUP {
+        for (piece, tw_piece) in rest.chunks_mut(group).zip(&tw) {
+            if piece.len() == group {
                 crypt_group::<DEC, NR, W>(rk, piece, tw_piece);
                 continue;
             }
@@ -230,13 +399,39 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
         }
         if !stolen.is_empty() {
             // The stolen block's tweak is the one after the last block done: lane done % 4 of register
-            // done / 4 of the sixteen (done < 64).
+            // done / 4 of the 2W (done < 8W).
             let mut lanes = [0u8; 64];
             _mm512_storeu_si512(lanes.as_mut_ptr().cast(), tw[(done / (4 * W)) % 2][(done / 4) % W]);
             let lane = 16 * (done % 4);
             let t = _mm_loadu_si128(lanes[lane..lane + 16].as_ptr().cast());
             aesni::steal::<DEC, NR>(rk128, stolen, t);
         }
+    }
+}
+
+/// Every lane `t * x^(4W)`: from one group's tweaks to the next group's.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn half_step<const W: usize>(t: __m512i) -> __m512i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        const { assert!(W == NARROW || W == WIDE) };
+        if W == NARROW { mul_x_bytes::<2, 14>(t) } else { mul_x_bytes::<4, 12>(t) }
+    }
+}
+
+/// Every lane `t * x^(8W)`: from one pair of groups' tweaks to the next pair's.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn pair_step<const W: usize>(t: __m512i) -> __m512i {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        const { assert!(W == NARROW || W == WIDE) };
+        if W == NARROW { mul_x_bytes::<4, 12>(t) } else { mul_x64(t) }
     }
 }
 
@@ -290,16 +485,16 @@ unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
 /// # Safety
 /// The CPU must support AVX-512F, VAES and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn crypt_group_then<const DEC: bool, const NR: usize>(
+unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
     rk: &[__m512i; 15],
     group: &mut [u8],
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
     next: impl Fn(usize, __m512i) -> __m512i,
 ) {
-    assert!(group.len() >= GROUP);
+    assert!(group.len() >= 64 * W);
     let p = group.as_mut_ptr();
-    // SAFETY: register j covers bytes 64j..64j+64 of the GROUP bytes checked above; the caller
+    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * W bytes checked above; the caller
     // guarantees the features.
     unsafe {
         let mut s = [_mm512_setzero_si512(); W];

@@ -191,7 +191,7 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
             tw_a,
             tw_b,
             #[inline(always)]
-            |j, _| tweak_register(first_b, 4 * j),
+            |j, tw| unit_tweak_register::<NR>(first_b, tw, j),
         );
         match next_a {
             Some(t_a) => {
@@ -202,12 +202,25 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
                     tw_b,
                     tw_a,
                     #[inline(always)]
-                    |j, _| tweak_register(first_a, 4 * j),
+                    |j, tw| unit_tweak_register::<NR>(first_a, tw, j),
                 );
             }
             None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
         }
     }
+}
+
+/// Register `j` of a 512-byte unit's tweaks from `first` (its first tweak in every lane), given
+/// registers `j - 2` and below in `tw`. For AES-256, registers from the third on come from the one two
+/// before by a byte shift (`x^8`), which costs fewer instructions; with AES-128's shorter rounds the
+/// longer dependency chain measured slower, so there each comes from `first` directly.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn unit_tweak_register<const NR: usize>(first: __m512i, tw: &[__m512i; WIDE], j: usize) -> __m512i {
+    // SAFETY: the caller guarantees the features.
+    unsafe { if NR == 10 || j < 2 { tweak_register(first, 4 * j) } else { mul_x_bytes::<1, 15>(tw[j - 2]) } }
 }
 
 /// Lane `L` of `v`.
@@ -345,7 +358,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                     tw_low,
                     tw_high,
                     #[inline(always)]
-                    |_, t| pair_step::<W>(t),
+                    |j, tw| pair_step::<W>(tw[j]),
                 );
             }
             if i + 1 == pair_count && !tail_follows {
@@ -357,7 +370,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                     tw_high,
                     tw_low,
                     #[inline(always)]
-                    |_, t| pair_step::<W>(t),
+                    |j, tw| pair_step::<W>(tw[j]),
                 );
             }
         }
@@ -490,7 +503,7 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
     group: &mut [u8],
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
-    next: impl Fn(usize, __m512i) -> __m512i,
+    next: impl Fn(usize, &[__m512i; W]) -> __m512i,
 ) {
     assert!(group.len() >= 64 * W);
     let p = group.as_mut_ptr();
@@ -510,7 +523,7 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
                     if DEC { _mm512_aesdec_epi128(*state, *key) } else { _mm512_aesenc_epi128(*state, *key) };
             }
             if round < W {
-                later[round] = next(round, later[round]);
+                later[round] = next(round, later);
             }
         }
         for (state, t) in s.iter_mut().zip(tw) {

@@ -517,15 +517,18 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
         for (state, t) in s.iter_mut().zip(tw) {
             *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk[0]);
         }
-        for (round, key) in rk[1..NR].iter().enumerate() {
+        crate::for_each_middle_round!(NR, |r| {
             for state in s.iter_mut() {
-                *state =
-                    if DEC { _mm512_aesdec_epi128(*state, *key) } else { _mm512_aesenc_epi128(*state, *key) };
+                *state = if DEC {
+                    _mm512_aesdec_epi128(*state, rk[r])
+                } else {
+                    _mm512_aesenc_epi128(*state, rk[r])
+                };
             }
-            if round < W {
-                later[round] = next(round, later);
+            if r - 1 < W {
+                later[r - 1] = next(r - 1, later);
             }
-        }
+        });
         for (state, t) in s.iter_mut().zip(tw) {
             let last = _mm512_xor_si512(rk[NR], *t);
             *state = if DEC {

@@ -27,7 +27,7 @@ pub(crate) struct CipherArgs {
     /// Print one JSON array of rows instead of a table.
     #[arg(long)]
     json: bool,
-    /// Seconds spent measuring each row (the best of five slices is reported).
+    /// Seconds spent measuring each row (the best slice of about a millisecond is reported).
     #[arg(long, default_value_t = 0.2, value_name = "S")]
     seconds: f64,
     /// Only these backends (comma-separated; default: every one this CPU supports).
@@ -315,24 +315,33 @@ fn ecb_rate<C: BlockCipherEncrypt + BlockCipherDecrypt<BlockSize = aes::cipher::
     })
 }
 
-/// Runs `f` (which processes `bytes` bytes) repeatedly for `total`, split in five slices, and returns
-/// the best slice's rate in GB/s: the machine is shared, and the best slice is the least disturbed.
+/// Runs `f` (which processes `bytes` bytes) repeatedly for `total`, timed in slices of about a
+/// millisecond, and returns the best slice's rate in GB/s. The machine is shared and other load comes
+/// in bursts: short slices catch the undisturbed moments between them, where a few long slices (as
+/// this was measured before) each caught some of the disturbance and moved rows by 10-30%.
 pub(crate) fn measure(total: Duration, bytes: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm caches, page in, spin up the pool
-    let slice = total / 5;
+    let calibration = Instant::now();
+    let mut calls_per_slice = 0u32;
+    while calibration.elapsed() < SLICE || calls_per_slice == 0 {
+        f();
+        calls_per_slice += 1;
+    }
+    let begin = Instant::now();
     let mut best = 0.0f64;
-    for _ in 0..5 {
+    while begin.elapsed() < total || best == 0.0 {
         let start = Instant::now();
-        let mut calls = 0u64;
-        while start.elapsed() < slice || calls == 0 {
+        for _ in 0..calls_per_slice {
             f();
-            calls += 1;
         }
-        let rate = (calls as f64 * bytes as f64) / start.elapsed().as_secs_f64() / 1e9;
+        let rate = (f64::from(calls_per_slice) * bytes as f64) / start.elapsed().as_secs_f64() / 1e9;
         best = best.max(rate);
     }
     best
 }
+
+/// The time one sample of [`measure`] aims at.
+const SLICE: Duration = Duration::from_millis(1);
 
 /// Fills in the XTS rows' percentage of the ECB ceiling and their ratios to OpenSSL.
 fn add_ceiling_percentages(rows: &mut [Row]) {

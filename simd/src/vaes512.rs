@@ -191,7 +191,7 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
             tw_a,
             tw_b,
             #[inline(always)]
-            |j, tw| unit_tweak_register::<NR>(first_b, tw, j),
+            |j, tw| unit_tweak_register(first_b, tw, j),
         );
         match next_a {
             Some(t_a) => {
@@ -202,7 +202,7 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
                     tw_b,
                     tw_a,
                     #[inline(always)]
-                    |j, tw| unit_tweak_register::<NR>(first_a, tw, j),
+                    |j, tw| unit_tweak_register(first_a, tw, j),
                 );
             }
             None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
@@ -211,16 +211,15 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
 }
 
 /// Register `j` of a 512-byte unit's tweaks from `first` (its first tweak in every lane), given
-/// registers `j - 2` and below in `tw`. For AES-256, registers from the third on come from the one two
-/// before by a byte shift (`x^8`), which costs fewer instructions; with AES-128's shorter rounds the
-/// longer dependency chain measured slower, so there each comes from `first` directly.
+/// registers `j - 2` and below in `tw`: the first two by bit shifts, every later one from the one two
+/// before by a byte shift (`x^8`), which costs fewer instructions.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn unit_tweak_register<const NR: usize>(first: __m512i, tw: &[__m512i; WIDE], j: usize) -> __m512i {
+unsafe fn unit_tweak_register(first: __m512i, tw: &[__m512i; WIDE], j: usize) -> __m512i {
     // SAFETY: the caller guarantees the features.
-    unsafe { if NR == 10 || j < 2 { tweak_register(first, 4 * j) } else { mul_x_bytes::<1, 15>(tw[j - 2]) } }
+    unsafe { if j < 2 { tweak_register(first, 4 * j) } else { mul_x_bytes::<1, 15>(tw[j - 2]) } }
 }
 
 /// Lane `L` of `v`.

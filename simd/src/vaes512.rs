@@ -184,29 +184,38 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
     // SAFETY: the caller guarantees the features.
     unsafe {
         let (a, b) = pair.split_at_mut(UNIT_PAIR / 2);
-        let first_b = _mm512_broadcast_i32x4(t_b);
-        crypt_group_then::<DEC, NR, WIDE>(
-            rk,
-            a,
-            tw_a,
-            tw_b,
-            #[inline(always)]
-            |j, tw| unit_tweak_register(first_b, tw, j),
-        );
+        unit_then_tweaks_of::<DEC, NR>(rk, a, tw_a, tw_b, t_b);
         match next_a {
-            Some(t_a) => {
-                let first_a = _mm512_broadcast_i32x4(t_a);
-                crypt_group_then::<DEC, NR, WIDE>(
-                    rk,
-                    b,
-                    tw_b,
-                    tw_a,
-                    #[inline(always)]
-                    |j, tw| unit_tweak_register(first_a, tw, j),
-                );
-            }
+            Some(t_a) => unit_then_tweaks_of::<DEC, NR>(rk, b, tw_b, tw_a, t_a),
             None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
         }
+    }
+}
+
+/// One 512-byte unit with tweak registers `tw`, computing into `later`, between its rounds, the tweak
+/// registers of the unit whose first tweak is `t0`.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
+    rk: &[__m512i; 15],
+    unit: &mut [u8],
+    tw: &[__m512i; WIDE],
+    later: &mut [__m512i; WIDE],
+    t0: __m128i,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let first = _mm512_broadcast_i32x4(t0);
+        crypt_group_then::<DEC, NR, WIDE>(
+            rk,
+            unit,
+            tw,
+            later,
+            #[inline(always)]
+            |j, tw| unit_tweak_register(first, tw, j),
+        );
     }
 }
 

@@ -125,6 +125,8 @@ unsafe fn units<const DEC: bool, const NR: usize>(
                 let (pair, after) = rest.split_at_mut(UNIT_PAIR);
                 number = number.wrapping_add(step.wrapping_mul(2));
                 unit_pair::<DEC, NR>(&rk, pair, &mut tw_a, &mut tw_b, lane::<1>(tweaks), None);
+                // Lanes 2 and 3 move down to 0 and 1: the tweaks of the at most two units (under
+                // 1 KiB) left after the pairs.
                 tweaks = _mm512_alignr_epi64::<4>(tweaks, tweaks);
                 rest = after;
             }

@@ -134,11 +134,8 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         for four in rest.chunks_mut(4 * unit_len) {
             number = number.wrapping_add(step.wrapping_mul(4));
             let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
-            let mut units = four.chunks_mut(unit_len);
-            for (t0, unit) in [lane::<0>(tweaks), lane::<1>(tweaks), lane::<2>(tweaks), lane::<3>(tweaks)]
-                .into_iter()
-                .zip(&mut units)
-            {
+            let t0s = [lane::<0>(tweaks), lane::<1>(tweaks), lane::<2>(tweaks), lane::<3>(tweaks)];
+            for (t0, unit) in t0s.into_iter().zip(four.chunks_mut(unit_len)) {
                 one_unit_of::<DEC, NR>(&rk, &rk128, unit, t0);
             }
             tweaks = ahead;

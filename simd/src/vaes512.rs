@@ -11,9 +11,10 @@
 //! call.
 //!
 //! The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are encrypted four units at a
-//! time, one per lane, while the four units before them run. 512-byte units (one wide group each) go
-//! through in pairs: the second unit's tweak registers are computed between the first unit's rounds,
-//! the next pair's first unit's between the second's. The blocks of a unit left after its full groups
+//! time, one per lane, while the four units before them run. A unit's first tweak registers are
+//! computed between the rounds of the unit before: by its last group, for units of whole pairs of
+//! groups (1 KiB and up); for 512-byte units (one wide group each), which go through in pairs, the
+//! second unit's between the first's rounds and the next pair's first unit's between the second's. The blocks of a unit left after its full groups
 //! go through one more group whose loads and stores are byte-masked (AVX-512BW), so an odd-sized unit
 //! never falls back to one block at a time.
 
@@ -131,6 +132,14 @@ unsafe fn units<const DEC: bool, const NR: usize>(
                 rest = after;
             }
         }
+        if NR == 10 && chains::<NARROW>(unit_len) {
+            chained_units::<DEC, NR, NARROW>(&rk, &rk128, &tk512, rest, unit_len, number, step, tweaks);
+            return;
+        }
+        if NR == 14 && chains::<WIDE>(unit_len) {
+            chained_units::<DEC, NR, WIDE>(&rk, &rk128, &tk512, rest, unit_len, number, step, tweaks);
+            return;
+        }
         for four in rest.chunks_mut(4 * unit_len) {
             number = number.wrapping_add(step.wrapping_mul(4));
             let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
@@ -225,7 +234,7 @@ unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn unit_tweak_register(first: __m512i, tw: &[__m512i; WIDE], j: usize) -> __m512i {
+unsafe fn unit_tweak_register<const W: usize>(first: __m512i, tw: &[__m512i; W], j: usize) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe { if j < 2 { tweak_register(first, 4 * j) } else { mul_x_bytes::<1, 15>(tw[j - 2]) } }
 }
@@ -325,11 +334,96 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
     // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
     // comments at each).
     unsafe {
-        let group = 64 * W;
-        let (body, stolen) = aesni::split_for_stealing(unit);
         // Tweaks for the two groups of a pair; each register steps by a whole pair, x^(8W), at once.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
         first_tweaks(&mut tw[0], t0);
+        unit_body::<DEC, NR, W>(rk, rk128, unit, &mut tw, None);
+    }
+}
+
+/// Whether units of `unit_len` bytes are whole pairs of groups of `W` registers, more than one
+/// 512-byte unit (those go through in pairs of units): such a unit's last group can compute the next
+/// unit's first tweak registers between its rounds.
+fn chains<const W: usize>(unit_len: usize) -> bool {
+    unit_len > UNIT_PAIR / 2 && unit_len.is_multiple_of(128 * W)
+}
+
+/// `buf` in units of `unit_len` bytes (see [`chains`]), the first numbered `number` with its first
+/// tweak in lane 0 of `tweaks`, the next three's in lanes 1-3. Each whole unit's last group computes the
+/// next unit's first tweak registers between its rounds, so no unit waits for them at its start.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chained_units<const DEC: bool, const NR: usize, const W: usize>(
+    rk: &[__m512i; 15],
+    rk128: &[__m128i; 15],
+    tk512: &[__m512i; 15],
+    buf: &mut [u8],
+    unit_len: usize,
+    mut number: u128,
+    step: u128,
+    mut tweaks: __m512i,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut tw = [[_mm512_setzero_si512(); W]; 2];
+        first_tweaks(&mut tw[0], lane::<0>(tweaks));
+        let mut units = buf.chunks_exact_mut(unit_len);
+        let count = units.len();
+        let mut ahead = tweaks;
+        for (i, unit) in (&mut units).enumerate() {
+            if i % 4 == 0 {
+                if i > 0 {
+                    tweaks = ahead;
+                }
+                number = number.wrapping_add(step.wrapping_mul(4));
+                ahead = encrypt_four_tweaks::<NR>(tk512, number, step);
+            }
+            let next_t0 = match i % 4 {
+                _ if i + 1 == count => None,
+                0 => Some(lane::<1>(tweaks)),
+                1 => Some(lane::<2>(tweaks)),
+                2 => Some(lane::<3>(tweaks)),
+                _ => Some(lane::<0>(ahead)),
+            };
+            unit_body::<DEC, NR, W>(rk, rk128, unit, &mut tw, next_t0);
+        }
+        // A shorter unit at the end, number `count` (its tweak is in the batch after the last one used
+        // when `count` is a multiple of four).
+        let short = units.into_remainder();
+        if !short.is_empty() {
+            let t0 = match count % 4 {
+                0 => lane::<0>(ahead),
+                1 => lane::<1>(tweaks),
+                2 => lane::<2>(tweaks),
+                _ => lane::<3>(tweaks),
+            };
+            one_unit_of::<DEC, NR>(rk, rk128, short, t0);
+        }
+    }
+}
+
+/// One data unit with its first tweak registers in `tw[0]`. Given `next`, the first tweak of a unit
+/// that follows, and a unit of whole pairs of groups, its last group computes that unit's first tweak
+/// registers into `tw[0]` between its rounds.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
+    rk: &[__m512i; 15],
+    rk128: &[__m128i; 15],
+    unit: &mut [u8],
+    tw: &mut [[__m512i; W]; 2],
+    next: Option<__m128i>,
+) {
+    // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
+    // comments at each).
+    unsafe {
+        let group = 64 * W;
+        let (body, stolen) = aesni::split_for_stealing(unit);
         let body_len = body.len();
         let pair_count = body_len / (2 * group);
         let tail_follows = !body.len().is_multiple_of(2 * group) || !stolen.is_empty();
@@ -342,7 +436,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
             }
             let (low, high) = pair.split_at_mut(group);
-            let [tw_low, tw_high] = &mut tw;
+            let [tw_low, tw_high] = &mut *tw;
             // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
             // half's tweak work runs between the other half's rounds, one register per round: the
             // low half computes the high half's tweaks (its own times x^(4W) in the first pair, else
@@ -369,7 +463,20 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                 );
             }
             if i + 1 == pair_count && !tail_follows {
-                crypt_group::<DEC, NR, W>(rk, high, tw_high);
+                match next {
+                    Some(t0) => {
+                        let first = _mm512_broadcast_i32x4(t0);
+                        crypt_group_then::<DEC, NR, W>(
+                            rk,
+                            high,
+                            tw_high,
+                            tw_low,
+                            #[inline(always)]
+                            |j, tw| unit_tweak_register(first, tw, j),
+                        );
+                    }
+                    None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
+                }
             } else {
                 crypt_group_then::<DEC, NR, W>(
                     rk,
@@ -383,7 +490,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         }
         if pair_count == 0 && (body_len > group || (body_len == group && !stolen.is_empty())) {
             // A second group, or a stolen block after a whole first one, needs them.
-            let [low, high] = &mut tw;
+            let [low, high] = &mut *tw;
             for (t, l) in high.iter_mut().zip(low.iter()) {
                 *t = half_step::<W>(*l);
             }
@@ -397,7 +504,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         // all of its blocks are still in flight together.
         let rest = pairs.into_remainder();
         let done = rest.len() / 16;
-        for (piece, tw_piece) in rest.chunks_mut(group).zip(&tw) {
+        for (piece, tw_piece) in rest.chunks_mut(group).zip(&*tw) {
             if piece.len() == group {
                 crypt_group::<DEC, NR, W>(rk, piece, tw_piece);
                 continue;

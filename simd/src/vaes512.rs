@@ -1,22 +1,23 @@
 //! XTS with VAES and VPCLMULQDQ on 512-bit registers (AVX-512).
 //!
 //! A register holds four consecutive blocks and their four tweaks. Within a unit, blocks go through in
-//! pairs of groups of `W` registers (eight for AES-256, four for AES-128: see [`WIDE`] and
-//! [`NARROW`]); `2W` tweak registers cover a pair. Lane `l` of tweak register `j` holds
-//! `T0 * x^(4j + l)`; after each pair every tweak register jumps ahead by `x^(8W)`, a whole number of
-//! bytes: one byte shift, one carry-less multiply and one XOR. Those multiplies compete with VAES for
-//! the same vector pipes, so they are spread between the rounds of the other group of the pair, one
-//! register per round, and the next pair's cache lines are prefetched (with the rounds that dense, its
-//! loads would otherwise reach memory late). The round keys are broadcast to all four lanes once per
-//! call.
+//! pairs of groups of `W` registers (eight for AES-256, four for AES-128 and for units that chain,
+//! below: see [`WIDE`] and [`NARROW`]); `2W` tweak registers cover a pair. Lane `l` of tweak register
+//! `j` holds `T0 * x^(4j + l)` (with AES-128, XORed with the last round key: see [`WideKeys`]); after
+//! each pair every tweak register jumps ahead by `x^(8W)`, a whole number of bytes: one byte shift,
+//! one carry-less multiply and one XOR. Those multiplies compete with VAES for the same vector pipes,
+//! so they are spread between the rounds of the other group of the pair, one register per round, and
+//! the next pair's cache lines are prefetched (with the rounds that dense, its loads would otherwise
+//! reach memory late). The round keys are broadcast to all four lanes once per call.
 //!
 //! The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are encrypted four units at a
 //! time, one per lane, while the four units before them run. A unit's first tweak registers are
 //! computed between the rounds of the unit before: by its last group, for units of whole pairs of
-//! groups (1 KiB and up); for 512-byte units (one wide group each), which go through in pairs, the
-//! second unit's between the first's rounds and the next pair's first unit's between the second's. The blocks of a unit left after its full groups
-//! go through one more group whose loads and stores are byte-masked (AVX-512BW), so an odd-sized unit
-//! never falls back to one block at a time.
+//! narrow groups (1 KiB and up); for 512-byte units (one wide group each), which go through in pairs,
+//! the second unit's between the first's rounds and the next pair's first unit's between the
+//! second's. The blocks of a unit left after its full groups go through one more group whose loads
+//! and stores are byte-masked (AVX-512BW), so an odd-sized unit never falls back to one block at a
+//! time.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
@@ -57,6 +58,97 @@ const UNIT_PAIR: usize = 2 * 64 * WIDE;
 /// How far ahead of the pair of groups being encrypted the next lines are prefetched.
 const PREFETCH_AHEAD: usize = 2048;
 
+/// The round keys of one direction broadcast to all four lanes, and the form of the tweak registers.
+///
+/// With AES-128, tweak registers hold each tweak XORed with the last round key `K`: the last round
+/// then takes them as its key as they are (`aesenclast(s, K ^ T)` is the last round followed by the
+/// tweak's XOR), one XOR fewer per register of blocks. Making them costs nothing extra: the XOR of `K`
+/// rides on the three-way XOR that ends every tweak multiply. A-B against plain tweaks: AES-128
+/// +2..+5% (4 KiB to 128 KiB units); AES-256 0% with narrow groups and 5-8% slower with wide ones
+/// (one more constant where registers already run out), so AES-256 keeps plain tweaks.
+struct WideKeys {
+    rounds: [__m512i; 15],
+    /// Whether tweak registers hold `T ^ K` rather than `T`.
+    holds_last: bool,
+    /// What the tweak registers hold beyond `T`: `K` or zero.
+    offset: __m512i,
+    /// The first round key, XORed with `offset`: the first XOR of a block, `P ^ T ^ key0`, is then
+    /// `P ^ (T ^ offset) ^ (key0 ^ offset)`, still one three-way XOR.
+    first: __m512i,
+    /// `K * x^(8m) ^ K` for steps of `m` = 1, 2, 4 and 8 bytes: a register `T ^ K` stepped by `x^(8m)`
+    /// is `T * x^(8m) ^ K * x^(8m)` (the product is linear), and XORing this in gives `T * x^(8m) ^ K`.
+    step_fixes: [__m512i; 4],
+}
+
+impl WideKeys {
+    /// Broadcasts `rk` (`NR + 1` round keys).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and VPCLMULQDQ.
+    #[inline(always)]
+    unsafe fn new<const NR: usize>(rk: &[__m128i; 15]) -> Self {
+        // SAFETY: the caller guarantees the features.
+        unsafe {
+            let mut rounds = [_mm512_setzero_si512(); 15];
+            for (wide, key) in rounds.iter_mut().zip(rk) {
+                *wide = _mm512_broadcast_i32x4(*key);
+            }
+            let holds_last = NR == 10;
+            let offset = if holds_last { rounds[NR] } else { _mm512_setzero_si512() };
+            let fix = |bits: i64| mul_x_pow(offset, _mm512_set1_epi64(bits), offset);
+            Self {
+                rounds,
+                holds_last,
+                offset,
+                first: _mm512_xor_si512(rounds[0], offset),
+                step_fixes: [fix(8), fix(16), fix(32), fix(64)],
+            }
+        }
+    }
+
+    /// The tweak register `shifted ^ reduced` (a register stepped by `x^(8 * bytes)`) in this form.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    unsafe fn stepped(&self, shifted: __m512i, reduced: __m512i, bytes: usize) -> __m512i {
+        let fix = match bytes {
+            1 => self.step_fixes[0],
+            2 => self.step_fixes[1],
+            4 => self.step_fixes[2],
+            _ => self.step_fixes[3],
+        };
+        // SAFETY: the caller guarantees the features.
+        unsafe {
+            if self.holds_last {
+                _mm512_ternarylogic_epi64::<0x96>(shifted, reduced, fix)
+            } else {
+                _mm512_xor_si512(shifted, reduced)
+            }
+        }
+    }
+
+    /// The key of the last round of blocks whose tweak register is `tw`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    unsafe fn last_round<const NR: usize>(&self, tw: __m512i) -> __m512i {
+        // SAFETY: the caller guarantees the features.
+        unsafe { if self.holds_last { tw } else { _mm512_xor_si512(self.rounds[NR], tw) } }
+    }
+
+    /// The tweak in a 128-bit lane taken from a tweak register.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    unsafe fn plain_tweak(&self, lane: __m128i) -> __m128i {
+        // SAFETY: the caller guarantees the features.
+        unsafe { _mm_xor_si128(lane, _mm512_castsi512_si128(self.offset)) }
+    }
+}
+
 /// # Safety
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
@@ -71,10 +163,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
     unsafe {
         let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
         let tk = aesni::load_keys(&keys.tweak);
-        let mut rk = [_mm512_setzero_si512(); 15];
-        for (wide, key) in rk.iter_mut().zip(&rk128) {
-            *wide = _mm512_broadcast_i32x4(*key);
-        }
+        let rk = WideKeys::new::<NR>(&rk128);
         let unit_len = unit_len.max(16);
         if buf.len() <= unit_len {
             // One unit: nothing to overlap its tweak's encryption with, and the 128-bit chain is the
@@ -101,7 +190,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
             let pair_count = rest.len() / UNIT_PAIR;
             let mut tw_a = [_mm512_setzero_si512(); WIDE];
             let mut tw_b = [_mm512_setzero_si512(); WIDE];
-            first_tweaks(&mut tw_a, lane::<0>(tweaks));
+            first_tweaks(&rk, &mut tw_a, lane::<0>(tweaks));
             let mut quads = rest.chunks_exact_mut(2 * UNIT_PAIR);
             let quad_count = quads.len();
             for (i, quad) in (&mut quads).enumerate() {
@@ -155,7 +244,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
 unsafe fn one_unit_of<const DEC: bool, const NR: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     rk128: &[__m128i; 15],
     unit: &mut [u8],
     t0: __m128i,
@@ -178,7 +267,7 @@ unsafe fn one_unit_of<const DEC: bool, const NR: usize>(
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
 unsafe fn unit_pair<const DEC: bool, const NR: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     pair: &mut [u8],
     tw_a: &mut [__m512i; WIDE],
     tw_b: &mut [__m512i; WIDE],
@@ -203,7 +292,7 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
 unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     unit: &mut [u8],
     tw: &[__m512i; WIDE],
     later: &mut [__m512i; WIDE],
@@ -218,7 +307,7 @@ unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
             tw,
             later,
             #[inline(always)]
-            |j, tw| unit_tweak_register(first, tw, j),
+            |j, tw| unit_tweak_register(rk, first, tw, j),
         );
     }
 }
@@ -230,9 +319,14 @@ unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn unit_tweak_register<const W: usize>(first: __m512i, tw: &[__m512i; W], j: usize) -> __m512i {
+unsafe fn unit_tweak_register<const W: usize>(
+    rk: &WideKeys,
+    first: __m512i,
+    tw: &[__m512i; W],
+    j: usize,
+) -> __m512i {
     // SAFETY: the caller guarantees the features.
-    unsafe { if j < 2 { tweak_register(first, 4 * j) } else { mul_x_bytes::<1, 15>(tw[j - 2]) } }
+    unsafe { if j < 2 { tweak_register(rk, first, 4 * j) } else { mul_x_bytes::<1, 15>(rk, tw[j - 2]) } }
 }
 
 /// Lane `L` of `v`.
@@ -281,12 +375,12 @@ unsafe fn encrypt_four_tweaks<const NR: usize>(tk: &[__m512i; 15], number: u128,
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn first_tweaks<const W: usize>(tw: &mut [__m512i; W], t0: __m128i) {
+unsafe fn first_tweaks<const W: usize>(rk: &WideKeys, tw: &mut [__m512i; W], t0: __m128i) {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let first = _mm512_broadcast_i32x4(t0);
         for (j, t) in tw.iter_mut().enumerate() {
-            *t = tweak_register(first, 4 * j);
+            *t = tweak_register(rk, first, 4 * j);
         }
     }
 }
@@ -297,13 +391,13 @@ unsafe fn first_tweaks<const W: usize>(tw: &mut [__m512i; W], t0: __m128i) {
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn mul_x_bytes<const M: i32, const R: i32>(t: __m512i) -> __m512i {
+unsafe fn mul_x_bytes<const M: i32, const R: i32>(rk: &WideKeys, t: __m512i) -> __m512i {
     debug_assert!(M + R == 16 && (1..=7).contains(&M));
     // SAFETY: the caller guarantees the features.
     unsafe {
         let overflow = _mm512_bsrli_epi128::<R>(t);
         let reduced = _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87));
-        _mm512_xor_si512(_mm512_bslli_epi128::<M>(t), reduced)
+        rk.stepped(_mm512_bslli_epi128::<M>(t), reduced, M as usize)
     }
 }
 
@@ -312,17 +406,20 @@ unsafe fn mul_x_bytes<const M: i32, const R: i32>(t: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn tweak_register(first: __m512i, k: usize) -> __m512i {
+unsafe fn tweak_register(rk: &WideKeys, first: __m512i, k: usize) -> __m512i {
     let k = k as i64;
     // SAFETY: the caller guarantees the features.
-    unsafe { mul_x_pow(first, _mm512_set_epi64(k + 3, k + 3, k + 2, k + 2, k + 1, k + 1, k, k)) }
+    unsafe {
+        let powers = _mm512_set_epi64(k + 3, k + 3, k + 2, k + 2, k + 1, k + 1, k, k);
+        mul_x_pow(first, powers, rk.offset)
+    }
 }
 
 /// # Safety
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
 unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     rk128: &[__m128i; 15],
     unit: &mut [u8],
     t0: __m128i,
@@ -332,7 +429,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
     unsafe {
         // Tweaks for the two groups of a pair; each register steps by a whole pair, x^(8W), at once.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
-        first_tweaks(&mut tw[0], t0);
+        first_tweaks(rk, &mut tw[0], t0);
         unit_body::<DEC, NR, W>(rk, rk128, unit, &mut tw, None);
     }
 }
@@ -356,7 +453,7 @@ fn chains(unit_len: usize) -> bool {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn chained_units<const DEC: bool, const NR: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     rk128: &[__m128i; 15],
     tk512: &[__m512i; 15],
     buf: &mut [u8],
@@ -368,7 +465,7 @@ unsafe fn chained_units<const DEC: bool, const NR: usize>(
     // SAFETY: the caller guarantees the features.
     unsafe {
         let mut tw = [[_mm512_setzero_si512(); NARROW]; 2];
-        first_tweaks(&mut tw[0], lane::<0>(tweaks));
+        first_tweaks(rk, &mut tw[0], lane::<0>(tweaks));
         let mut units = buf.chunks_exact_mut(unit_len);
         let count = units.len();
         let mut ahead = tweaks;
@@ -412,7 +509,7 @@ unsafe fn chained_units<const DEC: bool, const NR: usize>(
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
 unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     rk128: &[__m128i; 15],
     unit: &mut [u8],
     tw: &mut [[__m512i; W]; 2],
@@ -450,7 +547,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                     tw_low,
                     tw_high,
                     #[inline(always)]
-                    |j, _| half_step::<W>(low_tweaks[j]),
+                    |j, _| half_step::<W>(rk, low_tweaks[j]),
                 );
             } else {
                 crypt_group_then::<DEC, NR, W>(
@@ -459,7 +556,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                     tw_low,
                     tw_high,
                     #[inline(always)]
-                    |j, tw| pair_step::<W>(tw[j]),
+                    |j, tw| pair_step::<W>(rk, tw[j]),
                 );
             }
             if i + 1 == pair_count && !tail_follows {
@@ -472,7 +569,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                             tw_high,
                             tw_low,
                             #[inline(always)]
-                            |j, tw| unit_tweak_register(first, tw, j),
+                            |j, tw| unit_tweak_register(rk, first, tw, j),
                         );
                     }
                     None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
@@ -484,7 +581,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                     tw_high,
                     tw_low,
                     #[inline(always)]
-                    |j, tw| pair_step::<W>(tw[j]),
+                    |j, tw| pair_step::<W>(rk, tw[j]),
                 );
             }
         }
@@ -492,11 +589,11 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
             // A second group, or a stolen block after a whole first one, needs them.
             let [low, high] = &mut *tw;
             for (t, l) in high.iter_mut().zip(low.iter()) {
-                *t = half_step::<W>(*l);
+                *t = half_step::<W>(rk, *l);
             }
         } else if pair_count > 0 && tail_follows {
             for t in &mut tw[1] {
-                *t = pair_step::<W>(*t);
+                *t = pair_step::<W>(rk, *t);
             }
         }
         // Fewer than 8W blocks remain. Each group-sized piece takes the next W tweak registers; a
@@ -530,7 +627,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
             let mut lanes = [0u8; 64];
             _mm512_storeu_si512(lanes.as_mut_ptr().cast(), tw[(done / (4 * W)) % 2][(done / 4) % W]);
             let lane = 16 * (done % 4);
-            let t = _mm_loadu_si128(lanes[lane..lane + 16].as_ptr().cast());
+            let t = rk.plain_tweak(_mm_loadu_si128(lanes[lane..lane + 16].as_ptr().cast()));
             aesni::steal::<DEC, NR>(rk128, stolen, t);
         }
     }
@@ -541,11 +638,11 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn half_step<const W: usize>(t: __m512i) -> __m512i {
+unsafe fn half_step<const W: usize>(rk: &WideKeys, t: __m512i) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         const { assert!(W == NARROW || W == WIDE) };
-        if W == NARROW { mul_x_bytes::<2, 14>(t) } else { mul_x_bytes::<4, 12>(t) }
+        if W == NARROW { mul_x_bytes::<2, 14>(rk, t) } else { mul_x_bytes::<4, 12>(rk, t) }
     }
 }
 
@@ -554,11 +651,11 @@ unsafe fn half_step<const W: usize>(t: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn pair_step<const W: usize>(t: __m512i) -> __m512i {
+unsafe fn pair_step<const W: usize>(rk: &WideKeys, t: __m512i) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         const { assert!(W == NARROW || W == WIDE) };
-        if W == NARROW { mul_x_bytes::<4, 12>(t) } else { mul_x64(t) }
+        if W == NARROW { mul_x_bytes::<4, 12>(rk, t) } else { mul_x64(rk, t) }
     }
 }
 
@@ -569,12 +666,12 @@ unsafe fn pair_step<const W: usize>(t: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn mul_x64(t: __m512i) -> __m512i {
+unsafe fn mul_x64(rk: &WideKeys, t: __m512i) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         // Immediate 0x01: the high 64 bits of `t` times the low 64 bits of the constant.
         let reduced = _mm512_clmulepi64_epi128::<0x01>(t, _mm512_set1_epi64(0x87));
-        _mm512_xor_si512(_mm512_bslli_epi128::<8>(t), reduced)
+        rk.stepped(_mm512_bslli_epi128::<8>(t), reduced, 8)
     }
 }
 
@@ -584,7 +681,7 @@ unsafe fn mul_x64(t: __m512i) -> __m512i {
 /// The CPU must support AVX-512F and VAES.
 #[inline(always)]
 unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     group: &mut [u8],
     tw: &[__m512i; N],
 ) {
@@ -613,7 +710,7 @@ unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
 /// The CPU must support AVX-512F, VAES and VPCLMULQDQ.
 #[inline(always)]
 unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     group: &mut [u8],
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
@@ -629,14 +726,14 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
             *state = _mm512_loadu_si512(p.add(64 * j).cast());
         }
         for (state, t) in s.iter_mut().zip(tw) {
-            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk[0]);
+            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
         }
         crate::for_each_middle_round!(NR, |r| {
             for state in s.iter_mut() {
                 *state = if DEC {
-                    _mm512_aesdec_epi128(*state, rk[r])
+                    _mm512_aesdec_epi128(*state, rk.rounds[r])
                 } else {
-                    _mm512_aesenc_epi128(*state, rk[r])
+                    _mm512_aesenc_epi128(*state, rk.rounds[r])
                 };
             }
             if r - 1 < W {
@@ -644,7 +741,7 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
             }
         });
         for (state, t) in s.iter_mut().zip(tw) {
-            let last = _mm512_xor_si512(rk[NR], *t);
+            let last = rk.last_round::<NR>(*t);
             *state = if DEC {
                 _mm512_aesdeclast_epi128(*state, last)
             } else {
@@ -665,7 +762,7 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn mul_x_pow(t: __m512i, k: __m512i) -> __m512i {
+unsafe fn mul_x_pow(t: __m512i, k: __m512i, plus: __m512i) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let down = _mm512_sub_epi64(_mm512_set1_epi64(64), k);
@@ -673,7 +770,7 @@ unsafe fn mul_x_pow(t: __m512i, k: __m512i) -> __m512i {
         let shifted = _mm512_or_si512(_mm512_sllv_epi64(t, k), carried_up);
         let overflow = _mm512_srlv_epi64(_mm512_bsrli_epi128::<8>(t), down);
         let reduced = _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87));
-        _mm512_xor_si512(shifted, reduced)
+        _mm512_ternarylogic_epi64::<0x96>(shifted, reduced, plus)
     }
 }
 
@@ -684,7 +781,7 @@ unsafe fn mul_x_pow(t: __m512i, k: __m512i) -> __m512i {
 /// The CPU must support AVX-512F and VAES.
 #[inline(always)]
 unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
-    rk: &[__m512i; 15],
+    rk: &WideKeys,
     s: &mut [__m512i; W],
     tw: &[__m512i; W],
 ) {
@@ -692,16 +789,16 @@ unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
     unsafe {
         for (state, t) in s.iter_mut().zip(tw) {
             // 0x96 is the truth table of a ^ b ^ c.
-            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk[0]);
+            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
         }
-        for key in &rk[1..NR] {
+        for key in &rk.rounds[1..NR] {
             for state in s.iter_mut() {
                 *state =
                     if DEC { _mm512_aesdec_epi128(*state, *key) } else { _mm512_aesenc_epi128(*state, *key) };
             }
         }
         for (state, t) in s.iter_mut().zip(tw) {
-            let last = _mm512_xor_si512(rk[NR], *t);
+            let last = rk.last_round::<NR>(*t);
             *state = if DEC {
                 _mm512_aesdeclast_epi128(*state, last)
             } else {

@@ -77,6 +77,11 @@ pub(crate) struct RoundKeys {
     pub(crate) tweak: [[u8; 16]; 15],
     /// 10 or 14.
     pub(crate) rounds: usize,
+    /// Per direction (encryption, decryption), `K * x^(8m) ^ K` for steps of `m` = 1, 2, 4 and 8 bytes,
+    /// `K` the last round key and the product in the tweaks' field: the VAES-512 kernel's tweak
+    /// registers hold `T ^ K`, and XORing one of these into such a register multiplied by `x^(8m)`
+    /// keeps it in that form. Made here once rather than in every call.
+    pub(crate) last_key_steps: [[[u8; 16]; 4]; 2],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -84,13 +89,37 @@ impl RoundKeys {
     /// Expands both halves. Every x86 backend requires AES-NI, so callers only build these after
     /// checking their backend; the check here keeps the function sound on its own.
     pub(crate) fn expand(halves: KeyHalves<'_>) -> RoundKeys {
-        let mut keys = RoundKeys { enc: [[0; 16]; 15], dec: [[0; 16]; 15], tweak: [[0; 16]; 15], rounds: 0 };
+        let mut keys = RoundKeys {
+            enc: [[0; 16]; 15],
+            dec: [[0; 16]; 15],
+            tweak: [[0; 16]; 15],
+            rounds: 0,
+            last_key_steps: [[[0; 16]; 4]; 2],
+        };
         if crate::cpu::has_aesni() {
             // SAFETY: AES-NI was just detected.
             unsafe { x86::expand(halves, &mut keys) };
         }
+        let rounds = keys.rounds;
+        for (steps, last) in keys.last_key_steps.iter_mut().zip([keys.enc[rounds], keys.dec[rounds]]) {
+            let last = u128::from_le_bytes(last);
+            for (step, bytes) in steps.iter_mut().zip([1, 2, 4, 8]) {
+                *step = (times_x_pow(last, 8 * bytes) ^ last).to_le_bytes();
+            }
+        }
         keys
     }
+}
+
+/// `t * x^k` in GF(2^128) mod `x^128 + x^7 + x^2 + x + 1`, the tweaks' field (little-endian), one
+/// doubling at a time with the reduction masked in, not branched on: round keys are secret.
+#[cfg(target_arch = "x86_64")]
+fn times_x_pow(mut t: u128, k: u32) -> u128 {
+    for _ in 0..k {
+        let carry = (t >> 127).wrapping_neg() & 0x87;
+        t = (t << 1) ^ carry;
+    }
+    t
 }
 
 #[cfg(target_arch = "x86_64")]

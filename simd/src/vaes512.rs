@@ -63,9 +63,10 @@ const PREFETCH_AHEAD: usize = 2048;
 /// With AES-128, tweak registers hold each tweak XORed with the last round key `K`: the last round
 /// then takes them as its key as they are (`aesenclast(s, K ^ T)` is the last round followed by the
 /// tweak's XOR), one XOR fewer per register of blocks. Making them costs nothing extra: the XOR of `K`
-/// rides on the three-way XOR that ends every tweak multiply. A-B against plain tweaks: AES-128
-/// +2..+5% (4 KiB to 128 KiB units); AES-256 0% with narrow groups and 5-8% slower with wide ones
-/// (one more constant where registers already run out), so AES-256 keeps plain tweaks.
+/// rides on the three-way XOR that ends every tweak multiply (with a constant per step size, made
+/// with the key schedule: computed per call, they cost single 512-byte units 2-3%). A-B against plain
+/// tweaks: AES-128 +0..+5% (4 KiB to 128 KiB units); AES-256 0% with narrow groups and 5-8% slower
+/// with wide ones (one more constant where registers already run out), so AES-256 keeps plain tweaks.
 struct WideKeys {
     rounds: [__m512i; 15],
     /// Whether tweak registers hold `T ^ K` rather than `T`.
@@ -81,12 +82,13 @@ struct WideKeys {
 }
 
 impl WideKeys {
-    /// Broadcasts `rk` (`NR + 1` round keys).
+    /// Broadcasts `rk` (`NR + 1` round keys) and, when the tweak registers hold `T ^ K`, `last_steps`
+    /// (see [`RoundKeys::last_key_steps`]).
     ///
     /// # Safety
-    /// The CPU must support AVX-512F and VPCLMULQDQ.
+    /// The CPU must support AVX-512F.
     #[inline(always)]
-    unsafe fn new<const NR: usize>(rk: &[__m128i; 15]) -> Self {
+    unsafe fn new<const NR: usize>(rk: &[__m128i; 15], last_steps: &[[u8; 16]; 4]) -> Self {
         // SAFETY: the caller guarantees the features.
         unsafe {
             let mut rounds = [_mm512_setzero_si512(); 15];
@@ -95,23 +97,27 @@ impl WideKeys {
             }
             let holds_last = NR == 10;
             let offset = if holds_last { rounds[NR] } else { _mm512_setzero_si512() };
-            let fix = |bits: i64| mul_x_pow(offset, _mm512_set1_epi64(bits), offset);
             Self {
                 rounds,
                 holds_last,
                 offset,
                 first: _mm512_xor_si512(rounds[0], offset),
-                step_fixes: [fix(8), fix(16), fix(32), fix(64)],
+                step_fixes: if holds_last {
+                    // SAFETY: each is a 16-byte array, read unaligned.
+                    last_steps.map(|fix| _mm512_broadcast_i32x4(_mm_loadu_si128(fix.as_ptr().cast())))
+                } else {
+                    [offset; 4]
+                },
             }
         }
     }
 
-    /// The tweak register `shifted ^ reduced` (a register stepped by `x^(8 * bytes)`) in this form.
+    /// A tweak register stepped by `x^(8 * bytes)`, from the two terms of the product.
     ///
     /// # Safety
     /// The CPU must support AVX-512F.
     #[inline(always)]
-    unsafe fn stepped(&self, shifted: __m512i, reduced: __m512i, bytes: usize) -> __m512i {
+    unsafe fn stepped(&self, terms: [__m512i; 2], bytes: usize) -> __m512i {
         let fix = match bytes {
             1 => self.step_fixes[0],
             2 => self.step_fixes[1],
@@ -119,11 +125,32 @@ impl WideKeys {
             _ => self.step_fixes[3],
         };
         // SAFETY: the caller guarantees the features.
+        unsafe { self.sum_plus(terms, fix) }
+    }
+
+    /// A tweak register made from the two terms of `T`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    unsafe fn tweak_of_terms(&self, terms: [__m512i; 2]) -> __m512i {
+        // SAFETY: the caller guarantees the features.
+        unsafe { self.sum_plus(terms, self.offset) }
+    }
+
+    /// `a ^ b`, and `plus` with it when the registers hold `T ^ K` (with plain tweaks the XOR alone
+    /// needs no register of zeros).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    unsafe fn sum_plus(&self, [a, b]: [__m512i; 2], plus: __m512i) -> __m512i {
+        // SAFETY: the caller guarantees the features.
         unsafe {
             if self.holds_last {
-                _mm512_ternarylogic_epi64::<0x96>(shifted, reduced, fix)
+                _mm512_ternarylogic_epi64::<0x96>(a, b, plus)
             } else {
-                _mm512_xor_si512(shifted, reduced)
+                _mm512_xor_si512(a, b)
             }
         }
     }
@@ -163,7 +190,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
     unsafe {
         let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
         let tk = aesni::load_keys(&keys.tweak);
-        let rk = WideKeys::new::<NR>(&rk128);
+        let rk = WideKeys::new::<NR>(&rk128, &keys.last_key_steps[usize::from(DEC)]);
         let unit_len = unit_len.max(16);
         if buf.len() <= unit_len {
             // One unit: nothing to overlap its tweak's encryption with, and the 128-bit chain is the
@@ -385,19 +412,29 @@ unsafe fn first_tweaks<const W: usize>(rk: &WideKeys, tw: &mut [__m512i; W], t0:
     }
 }
 
-/// Every lane `t * x^(8 * M)` (`R == 16 - M`, `1 <= M <= 7`): a byte shift, with the `M` bytes that
-/// fall off the top folded back as `bytes * (x^7 + x^2 + x + 1)`, a product of under 64 bits.
+/// The tweak register `t` stepped by `x^(8 * M)` (see [`product_x_bytes`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
 unsafe fn mul_x_bytes<const M: i32, const R: i32>(rk: &WideKeys, t: __m512i) -> __m512i {
+    // SAFETY: the caller guarantees the features.
+    unsafe { rk.stepped(product_x_bytes::<M, R>(t), M as usize) }
+}
+
+/// Every lane `t * x^(8 * M)` (`R == 16 - M`, `1 <= M <= 7`) as two terms to XOR: a byte shift, and
+/// the `M` bytes that fall off the top folded back as `bytes * (x^7 + x^2 + x + 1)`, a product of under
+/// 64 bits.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn product_x_bytes<const M: i32, const R: i32>(t: __m512i) -> [__m512i; 2] {
     debug_assert!(M + R == 16 && (1..=7).contains(&M));
     // SAFETY: the caller guarantees the features.
     unsafe {
         let overflow = _mm512_bsrli_epi128::<R>(t);
-        let reduced = _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87));
-        rk.stepped(_mm512_bslli_epi128::<M>(t), reduced, M as usize)
+        [_mm512_bslli_epi128::<M>(t), _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87))]
     }
 }
 
@@ -411,7 +448,7 @@ unsafe fn tweak_register(rk: &WideKeys, first: __m512i, k: usize) -> __m512i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let powers = _mm512_set_epi64(k + 3, k + 3, k + 2, k + 2, k + 1, k + 1, k, k);
-        mul_x_pow(first, powers, rk.offset)
+        rk.tweak_of_terms(product_x_pow(first, powers))
     }
 }
 
@@ -659,19 +696,28 @@ unsafe fn pair_step<const W: usize>(rk: &WideKeys, t: __m512i) -> __m512i {
     }
 }
 
-/// Every lane `t * x^64`: the low half moves up, and the high half falls off the top and comes back
-/// times `x^7 + x^2 + x + 1`. Its product with 0x87 has at most 71 bits; the bits past 63 land in the
-/// high half, where they belong, so no second reduction is needed.
+/// The tweak register `t` stepped by `x^64` (see [`product_x64`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
 unsafe fn mul_x64(rk: &WideKeys, t: __m512i) -> __m512i {
     // SAFETY: the caller guarantees the features.
+    unsafe { rk.stepped(product_x64(t), 8) }
+}
+
+/// Every lane `t * x^64` as two terms to XOR: the low half moves up, and the high half falls off the
+/// top and comes back times `x^7 + x^2 + x + 1`. Its product with 0x87 has at most 71 bits; the bits
+/// past 63 land in the high half, where they belong, so no second reduction is needed.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn product_x64(t: __m512i) -> [__m512i; 2] {
+    // SAFETY: the caller guarantees the features.
     unsafe {
         // Immediate 0x01: the high 64 bits of `t` times the low 64 bits of the constant.
-        let reduced = _mm512_clmulepi64_epi128::<0x01>(t, _mm512_set1_epi64(0x87));
-        rk.stepped(_mm512_bslli_epi128::<8>(t), reduced, 8)
+        [_mm512_bslli_epi128::<8>(t), _mm512_clmulepi64_epi128::<0x01>(t, _mm512_set1_epi64(0x87))]
     }
 }
 
@@ -754,23 +800,22 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
     }
 }
 
-/// Every lane `t * x^k`, with `k` per 64-bit half in `k` (both halves of a lane equal, `0 <= k <= 64`);
-/// the reduction of [`aesni::mul_x_pow`], four lanes at once. For `k > 57` the product of the
+/// Every lane `t * x^k` as two terms to XOR, with `k` per 64-bit half in `k` (both halves of a lane
+/// equal, `0 <= k <= 64`); the reduction of [`aesni::mul_x_pow`], four lanes at once. For `k > 57` the product of the
 /// overflow and 0x87 reaches past bit 63 of the low half; the 128-bit carry-less product puts those
 /// bits in the high half, where they belong, so the result is still exact.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn mul_x_pow(t: __m512i, k: __m512i, plus: __m512i) -> __m512i {
+unsafe fn product_x_pow(t: __m512i, k: __m512i) -> [__m512i; 2] {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let down = _mm512_sub_epi64(_mm512_set1_epi64(64), k);
         let carried_up = _mm512_srlv_epi64(_mm512_bslli_epi128::<8>(t), down);
         let shifted = _mm512_or_si512(_mm512_sllv_epi64(t, k), carried_up);
         let overflow = _mm512_srlv_epi64(_mm512_bsrli_epi128::<8>(t), down);
-        let reduced = _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87));
-        _mm512_ternarylogic_epi64::<0x96>(shifted, reduced, plus)
+        [shifted, _mm512_clmulepi64_epi128::<0x00>(overflow, _mm512_set1_epi64(0x87))]
     }
 }
 

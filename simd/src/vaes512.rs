@@ -304,33 +304,34 @@ unsafe fn unit_pair<const DEC: bool, const NR: usize>(
     // SAFETY: the caller guarantees the features.
     unsafe {
         let (a, b) = pair.split_at_mut(UNIT_PAIR / 2);
-        unit_then_tweaks_of::<DEC, NR>(rk, a, tw_a, tw_b, t_b);
+        group_then_tweaks_of::<DEC, NR, WIDE>(rk, a, tw_a, tw_b, t_b);
         match next_a {
-            Some(t_a) => unit_then_tweaks_of::<DEC, NR>(rk, b, tw_b, tw_a, t_a),
+            Some(t_a) => group_then_tweaks_of::<DEC, NR, WIDE>(rk, b, tw_b, tw_a, t_a),
             None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
         }
     }
 }
 
-/// One 512-byte unit with tweak registers `tw`, computing into `later`, between its rounds, the tweak
-/// registers of the unit whose first tweak is `t0`.
+/// A unit's last group of `W` registers (a whole 512-byte unit when `W` is [`WIDE`]) with tweak
+/// registers `tw`, computing into `later`, between its rounds, the first tweak registers of the unit
+/// whose first tweak is `t0`.
 ///
 /// # Safety
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
-unsafe fn unit_then_tweaks_of<const DEC: bool, const NR: usize>(
+unsafe fn group_then_tweaks_of<const DEC: bool, const NR: usize, const W: usize>(
     rk: &WideKeys,
-    unit: &mut [u8],
-    tw: &[__m512i; WIDE],
-    later: &mut [__m512i; WIDE],
+    group: &mut [u8],
+    tw: &[__m512i; W],
+    later: &mut [__m512i; W],
     t0: __m128i,
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let first = _mm512_broadcast_i32x4(t0);
-        crypt_group_then::<DEC, NR, WIDE>(
+        crypt_group_then::<DEC, NR, W>(
             rk,
-            unit,
+            group,
             tw,
             later,
             #[inline(always)]
@@ -598,17 +599,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
             }
             if i + 1 == pair_count && !tail_follows {
                 match next {
-                    Some(t0) => {
-                        let first = _mm512_broadcast_i32x4(t0);
-                        crypt_group_then::<DEC, NR, W>(
-                            rk,
-                            high,
-                            tw_high,
-                            tw_low,
-                            #[inline(always)]
-                            |j, tw| unit_tweak_register(rk, first, tw, j),
-                        );
-                    }
+                    Some(t0) => group_then_tweaks_of::<DEC, NR, W>(rk, high, tw_high, tw_low, t0),
                     None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
                 }
             } else {

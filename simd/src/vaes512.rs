@@ -340,7 +340,7 @@ unsafe fn group_then_tweaks_of<const DEC: bool, const NR: usize, const W: usize>
     }
 }
 
-/// Register `j` of a 512-byte unit's tweaks from `first` (its first tweak in every lane), given
+/// Register `j` of a unit's first tweak registers from `first` (its first tweak in every lane), given
 /// registers `j - 2` and below in `tw`: the first two by bit shifts, every later one from the one two
 /// before by a byte shift (`x^8`), which costs fewer instructions.
 ///
@@ -396,9 +396,9 @@ unsafe fn encrypt_four_tweaks<const NR: usize>(tk: &[__m512i; 15], number: u128,
     }
 }
 
-/// Fills `tw` so that lane `l` of register `j` holds `t0 * x^(4j + l)`: the tweaks of a unit's first
-/// `4 * W` blocks. Each register comes from `t0` directly, so none waits for another: a unit cannot
-/// start before these are ready.
+/// Fills `tw` so that lane `l` of register `j` holds `t0 * x^(4j + l)` (in the form of [`WideKeys`]):
+/// the tweaks of a unit's first `4 * W` blocks. Each register comes from `t0` directly, so none waits
+/// for another: a unit cannot start before these are ready.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.
@@ -439,7 +439,8 @@ unsafe fn product_x_bytes<const M: i32, const R: i32>(t: __m512i) -> [__m512i; 2
     }
 }
 
-/// The register of tweaks `first * x^(k..k+4)`, from `first` broadcast to all lanes (`k + 3 <= 64`).
+/// The register of tweaks `first * x^(k..k+4)` (in the form of [`WideKeys`]), from `first` broadcast
+/// to all lanes (`k + 3 <= 64`).
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.

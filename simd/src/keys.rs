@@ -104,22 +104,14 @@ impl RoundKeys {
         for (steps, last) in keys.last_key_steps.iter_mut().zip([keys.enc[rounds], keys.dec[rounds]]) {
             let last = u128::from_le_bytes(last);
             for (step, bytes) in steps.iter_mut().zip([1, 2, 4, 8]) {
-                *step = (times_x_pow(last, 8 * bytes) ^ last).to_le_bytes();
+                // Doubling by doubling: `mul_x` masks the reduction in rather than branching on it, and
+                // round keys are secret.
+                let product = (0..8 * bytes).fold(last, |t, _| crate::portable::mul_x(t));
+                *step = (product ^ last).to_le_bytes();
             }
         }
         keys
     }
-}
-
-/// `t * x^k` in GF(2^128) mod `x^128 + x^7 + x^2 + x + 1`, the tweaks' field (little-endian), one
-/// doubling at a time with the reduction masked in, not branched on: round keys are secret.
-#[cfg(target_arch = "x86_64")]
-fn times_x_pow(mut t: u128, k: u32) -> u128 {
-    for _ in 0..k {
-        let carry = (t >> 127).wrapping_neg() & 0x87;
-        t = (t << 1) ^ carry;
-    }
-    t
 }
 
 #[cfg(target_arch = "x86_64")]

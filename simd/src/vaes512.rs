@@ -176,9 +176,16 @@ impl WideKeys {
     }
 }
 
+/// The kernel for one direction and key size. A function of its own for each, not inlined into
+/// [`xts`]: in one function the four share a stack frame and a register allocation, and apart they
+/// measured up to 21% faster (AES-256 512-byte units in 64 KiB calls; one AES-128 unit per call 2-8%).
+///
 /// # Safety
 /// The CPU must support the features of [`xts`].
-#[inline(always)]
+#[target_feature(
+    enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,avx512f,avx512bw,avx512vl,vaes,vpclmulqdq"
+)]
+#[inline(never)]
 unsafe fn units<const DEC: bool, const NR: usize>(
     keys: &RoundKeys,
     buf: &mut [u8],
@@ -793,9 +800,9 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
 }
 
 /// Every lane `t * x^k` as two terms to XOR, with `k` per 64-bit half in `k` (both halves of a lane
-/// equal, `0 <= k <= 64`); the reduction of [`aesni::mul_x_pow`], four lanes at once. For `k > 57` the product of the
-/// overflow and 0x87 reaches past bit 63 of the low half; the 128-bit carry-less product puts those
-/// bits in the high half, where they belong, so the result is still exact.
+/// equal, `0 <= k <= 64`); the reduction of [`aesni::mul_x_pow`], four lanes at once. For `k > 57`
+/// the product of the overflow and 0x87 reaches past bit 63 of the low half; the 128-bit carry-less
+/// product puts those bits in the high half, where they belong, so the result is still exact.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VPCLMULQDQ.

@@ -1,23 +1,27 @@
 //! XTS with VAES and VPCLMULQDQ on 512-bit registers (AVX-512).
 //!
-//! A register holds four consecutive blocks and their four tweaks. Within a unit, blocks go through in
-//! pairs of groups of `W` registers (eight for AES-256, four for AES-128 and for units that chain,
-//! below: see [`WIDE`] and [`NARROW`]); `2W` tweak registers cover a pair. Lane `l` of tweak register
-//! `j` holds `T0 * x^(4j + l)` (with AES-128, XORed with the last round key: see [`WideKeys`]); after
-//! each pair every tweak register jumps ahead by `x^(8W)`, a whole number of bytes: one byte shift,
-//! one carry-less multiply and one XOR. Those multiplies compete with VAES for the same vector pipes,
-//! so they are spread between the rounds of the other group of the pair, one register per round, and
-//! the next pair's cache lines are prefetched (with the rounds that dense, its loads would otherwise
-//! reach memory late). The round keys are broadcast to all four lanes once per call.
+//! A register holds four consecutive blocks and their four tweaks; lane `l` of tweak register `j`
+//! holds `T0 * x^(4j + l)` (with AES-128, XORed with the last round key: see [`WideKeys`]). Blocks go
+//! through in groups of `W` registers (eight, [`WIDE`]; four for AES-128 units alone in a call,
+//! [`NARROW`]), and a group's tweak registers times `x^(4W)` are the next group's: a whole number of
+//! bytes, so one byte shift, one carry-less multiply and one XOR. Those multiplies compete with VAES
+//! for the same vector pipes, so they are spread between the rounds of another group, one register
+//! per round, and the cache lines two kilobytes ahead are prefetched (with the rounds that dense,
+//! the loads would otherwise reach memory late). The round keys are broadcast to all four lanes once
+//! per call.
 //!
-//! The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are encrypted four units at a
-//! time, one per lane, while the four units before them run. A unit's first tweak registers are
-//! computed between the rounds of the unit before: by its last group, for units of whole pairs of
-//! narrow groups (1 KiB and up); for 512-byte units (one wide group each), which go through in pairs,
-//! the second unit's between the first's rounds and the next pair's first unit's between the
-//! second's. The blocks of a unit left after its full groups go through one more group whose loads
-//! and stores are byte-masked (AVX-512BW), so an odd-sized unit never falls back to one block at a
-//! time.
+//! Several units per call, of whole groups of eight registers and longer than 512 bytes, go through
+//! one group after another ([`streamed_units`]): each group makes the next group's tweak registers,
+//! or in a unit's last group the next unit's first ones, between its rounds, so no group waits for
+//! its tweaks. The last round's keys (`K ^ T`) wait in memory, so that only one group's tweak
+//! registers are live. The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are
+//! encrypted four units at a time, one per lane, while the four units before them run.
+//!
+//! Other layouts go through units one by one, each in pairs of groups, the first group of a pair
+//! making the second's tweak registers and the second the next pair's; 512-byte units (one wide
+//! group each) go through in pairs of units the same way. The blocks of a unit left after its full
+//! groups go through one more group whose loads and stores are byte-masked (AVX-512BW), so an
+//! odd-sized unit never falls back to one block at a time.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
@@ -45,17 +49,18 @@ pub(crate) unsafe fn xts(
     }
 }
 
-/// Registers per group, for AES-256: eight, thirty-two blocks, 512 bytes. With fifteen round keys, two
-/// groups of states and their tweaks already overflow the thirty-two registers; sixteen per group
-/// measured slower still.
+/// Registers per group: eight, thirty-two blocks, 512 bytes. In pairs of groups with AES-256, fifteen
+/// round keys and two groups of states and their tweaks already overflow the thirty-two registers;
+/// sixteen per group measured slower still.
 const WIDE: usize = 8;
-/// Registers per group, for AES-128: four. Eight measured 6-18% slower here: eleven round keys and
-/// two groups of eight states and tweaks spill to the stack, while four fit, and with rounds this
-/// short the core overlaps consecutive groups well enough to keep the AES pipes full.
+/// Registers per group for AES-128 units in pairs of groups: four. Eight measured 6-18% slower there:
+/// eleven round keys and two groups of eight states and tweaks spill to the stack, while four fit,
+/// and with rounds this short the core overlaps consecutive groups well enough to keep the AES pipes
+/// full.
 const NARROW: usize = 4;
 /// Two 512-byte units, one group of eight registers each, go through together.
 const UNIT_PAIR: usize = 2 * 64 * WIDE;
-/// How far ahead of the pair of groups being encrypted the next lines are prefetched.
+/// How far ahead of the group or pair of groups being encrypted the next lines are prefetched.
 const PREFETCH_AHEAD: usize = 2048;
 
 /// The round keys of one direction broadcast to all four lanes, and the form of the tweak registers.
@@ -195,10 +200,12 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
-        let tk = aesni::load_keys(&keys.tweak);
-        let rk = WideKeys::new::<NR>(&rk128, &keys.last_key_steps[usize::from(DEC)]);
         let unit_len = unit_len.max(16);
+        if buf.len() > unit_len && streams(unit_len) {
+            streamed_units::<DEC, NR>(keys, buf, unit_len, first, step);
+            return;
+        }
+        let (rk128, tk, rk) = call_keys::<DEC, NR>(keys);
         if buf.len() <= unit_len {
             // One unit: nothing to overlap its tweak's encryption with, and the 128-bit chain is the
             // shortest.
@@ -206,13 +213,10 @@ unsafe fn units<const DEC: bool, const NR: usize>(
             one_unit_of::<DEC, NR>(&rk, &rk128, buf, t0);
             return;
         }
-        // Tweaks are encrypted four units at a time, one unit per lane, and the next four while these
-        // run. One serial chain of AES rounds per unit, even issued a unit ahead, measured 8-13%
-        // slower on 4 KiB units.
-        let mut tk512 = [_mm512_setzero_si512(); 15];
-        for (wide, key) in tk512.iter_mut().zip(&tk) {
-            *wide = _mm512_broadcast_i32x4(*key);
-        }
+        let tk512 = tk.map(
+            #[inline(always)]
+            |key| _mm512_broadcast_i32x4(key),
+        );
         let mut number = first;
         let mut tweaks = encrypt_four_tweaks::<NR>(&tk512, number, step);
         let mut rest = buf;
@@ -255,10 +259,6 @@ unsafe fn units<const DEC: bool, const NR: usize>(
                 rest = after;
             }
         }
-        if chains(unit_len) {
-            chained_units::<DEC, NR>(&rk, &rk128, &tk512, rest, unit_len, number, step, tweaks);
-            return;
-        }
         for four in rest.chunks_mut(4 * unit_len) {
             number = number.wrapping_add(step.wrapping_mul(4));
             let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
@@ -268,6 +268,23 @@ unsafe fn units<const DEC: bool, const NR: usize>(
             }
             tweaks = ahead;
         }
+    }
+}
+
+/// The keys of one call: the round keys of the direction and of the tweak key on 128-bit registers,
+/// and the direction's broadcast to all four lanes.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AES-NI.
+#[inline(always)]
+unsafe fn call_keys<const DEC: bool, const NR: usize>(
+    keys: &RoundKeys,
+) -> ([__m128i; 15], [__m128i; 15], WideKeys) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
+        let rk = WideKeys::new::<NR>(&rk128, &keys.last_key_steps[usize::from(DEC)]);
+        (rk128, aesni::load_keys(&keys.tweak), rk)
     }
 }
 
@@ -461,6 +478,238 @@ unsafe fn tweak_register(rk: &WideKeys, first: __m512i, k: usize) -> __m512i {
     }
 }
 
+/// The first tweaks of consecutive units (`AES_Key2` of their numbers), encrypted four units at a time,
+/// one per lane, a batch ahead of the units that use them. One serial chain of AES rounds per unit,
+/// even issued a unit ahead, measured 8-13% slower on 4 KiB units.
+struct UnitFirstTweaks<'a, const NR: usize> {
+    /// The tweak key's round keys, broadcast to every lane.
+    keys: &'a [__m512i; 15],
+    /// The number of the first unit in `ahead` (in `batch`, before the first call of `next`).
+    number: u128,
+    step: u128,
+    /// The first tweaks of the four units from `unit - unit % 4` on.
+    batch: __m512i,
+    /// The next four units' (once `unit` is past zero).
+    ahead: __m512i,
+    /// The unit whose successor's first tweak [`Self::next`] returns next.
+    unit: usize,
+}
+
+impl<const NR: usize> UnitFirstTweaks<'_, NR> {
+    /// Called once per unit, in order, from unit 0 on: the first tweak of the unit after it. At the
+    /// start of each batch it encrypts the batch after.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and VAES.
+    #[inline(always)]
+    unsafe fn next(&mut self) -> __m128i {
+        // SAFETY: the caller guarantees the features.
+        unsafe {
+            let i = self.unit;
+            self.unit += 1;
+            if i.is_multiple_of(4) {
+                if i > 0 {
+                    self.batch = self.ahead;
+                }
+                self.number = self.number.wrapping_add(self.step.wrapping_mul(4));
+                self.ahead = encrypt_four_tweaks::<NR>(self.keys, self.number, self.step);
+            }
+            match i % 4 {
+                0 => lane::<1>(self.batch),
+                1 => lane::<2>(self.batch),
+                2 => lane::<3>(self.batch),
+                _ => lane::<0>(self.ahead),
+            }
+        }
+    }
+}
+
+/// Whether units of `unit_len` bytes, several per call, go through [`streamed_units`]: units of whole
+/// wide groups, longer than the 512-byte units that go through in pairs of units (streamed, those
+/// measured 2% slower).
+fn streams(unit_len: usize) -> bool {
+    unit_len > 64 * WIDE && unit_len.is_multiple_of(64 * WIDE)
+}
+
+/// `buf` in units of `unit_len` bytes, whole wide groups each (see [`streams`]), numbered from `first`
+/// by `step`, in groups of eight registers one after another.
+///
+/// Each group holds only its own tweak registers: between its rounds, register `j` is replaced by the
+/// next group's (stepped by `x^(4W)`, or, in a unit's last group, the next unit's first), while the
+/// last round's keys ([`WideKeys::last_round`]) wait in memory, written when each register is made
+/// and read by the last round as its memory operand. Eight states, eight tweak registers and the
+/// round keys then fit with a few round keys reloaded (pairs of wide groups need sixteen tweak
+/// registers, and their spills cost more), and a unit needs no half-step at its start. A function of
+/// its own: inlined into [`units`], it made the other layouts there up to 9% slower (register
+/// allocation is per function). A-B against pairs of groups with each unit's last group making the
+/// next unit's first tweak registers (narrow groups, which spilled least): AES-256 4-16 KiB units in
+/// 64 KiB calls +6..+7%, 1-2 KiB units +3..+5%; AES-128 -1..0% (1 KiB decryption -3%), for one way
+/// through instead of two.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[target_feature(
+    enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,avx512f,avx512bw,avx512vl,vaes,vpclmulqdq"
+)]
+#[inline(never)]
+unsafe fn streamed_units<const DEC: bool, const NR: usize>(
+    keys: &RoundKeys,
+    buf: &mut [u8],
+    unit_len: usize,
+    first: u128,
+    step: u128,
+) {
+    debug_assert!(streams(unit_len));
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let (rk128, tk, rk) = call_keys::<DEC, NR>(keys);
+        let rk = &rk;
+        let tk512 = tk.map(
+            #[inline(always)]
+            |key| _mm512_broadcast_i32x4(key),
+        );
+        let batch = encrypt_four_tweaks::<NR>(&tk512, first, step);
+        let t0 = lane::<0>(batch);
+        let mut firsts =
+            UnitFirstTweaks::<NR> { keys: &tk512, number: first, step, batch, ahead: batch, unit: 0 };
+        // Two sets of last-round keys: the group running reads one while it writes the next group's.
+        let mut last_keys = [[_mm512_setzero_si512(); WIDE]; 2];
+        let mut tw = [_mm512_setzero_si512(); WIDE];
+        let first = _mm512_broadcast_i32x4(t0);
+        for j in 0..WIDE {
+            let t = unit_tweak_register(rk, first, &tw, j);
+            set_tweak_register::<NR>(rk, &mut tw, &mut last_keys[0], j, t);
+        }
+        let mut odd = false;
+        let mut units = buf.chunks_exact_mut(unit_len);
+        let mut next_t0 = t0;
+        for unit in &mut units {
+            next_t0 = firsts.next();
+            let mut groups = unit.chunks_exact_mut(64 * WIDE);
+            let last_group = groups.len() - 1;
+            for (g, group) in (&mut groups).enumerate() {
+                // As in `one_unit`: with the rounds this dense, the next lines would arrive late.
+                let ahead = group.as_ptr().wrapping_add(PREFETCH_AHEAD);
+                for line in 0..WIDE {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
+                }
+                // By index rather than by a branch, which the compiler turns into a select per key.
+                let sets = last_keys.as_mut_ptr();
+                // SAFETY: two different elements of `last_keys`.
+                let (now, later) = (&*sets.add(usize::from(odd)), &mut *sets.add(usize::from(!odd)));
+                // The last unit's last group makes registers no unit uses, or a short unit's: a
+                // branch to skip that measured 1-2% slower on 4 KiB units.
+                if g == last_group {
+                    let first = _mm512_broadcast_i32x4(next_t0);
+                    crypt_group_streamed::<DEC, NR>(
+                        rk,
+                        group,
+                        &mut tw,
+                        now,
+                        later,
+                        #[inline(always)]
+                        |j, tw| unit_tweak_register(rk, first, tw, j),
+                    );
+                } else {
+                    crypt_group_streamed::<DEC, NR>(
+                        rk,
+                        group,
+                        &mut tw,
+                        now,
+                        later,
+                        #[inline(always)]
+                        |j, tw| half_step::<WIDE>(rk, tw[j]),
+                    );
+                }
+                odd = !odd;
+            }
+        }
+        // A shorter unit at the end.
+        let short = units.into_remainder();
+        if !short.is_empty() {
+            one_unit_of::<DEC, NR>(rk, &rk128, short, next_t0);
+        }
+    }
+}
+
+/// Puts tweak register `t` in `tw[j]` and its last round's key in `last_keys[j]`, the latter through
+/// a volatile write: left to itself the compiler keeps those keys in registers, where they spill.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn set_tweak_register<const NR: usize>(
+    rk: &WideKeys,
+    tw: &mut [__m512i; WIDE],
+    last_keys: &mut [__m512i; WIDE],
+    j: usize,
+    t: __m512i,
+) {
+    // SAFETY: the caller guarantees the features; the pointer comes from a reference, so it is
+    // valid and aligned.
+    unsafe {
+        tw[j] = t;
+        core::ptr::write_volatile(&raw mut last_keys[j], rk.last_round::<NR>(t));
+    }
+}
+
+/// One full group of [`WIDE`] registers with tweak registers `tw` and last-round keys `now`,
+/// replacing `tw[j]` by `next(j, tw)` after round `j + 1` (with its last-round key in `later`).
+///
+/// # Safety
+/// The CPU must support AVX-512F, VAES and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn crypt_group_streamed<const DEC: bool, const NR: usize>(
+    rk: &WideKeys,
+    group: &mut [u8],
+    tw: &mut [__m512i; WIDE],
+    now: &[__m512i; WIDE],
+    later: &mut [__m512i; WIDE],
+    next: impl Fn(usize, &[__m512i; WIDE]) -> __m512i,
+) {
+    assert!(group.len() >= 64 * WIDE);
+    let p = group.as_mut_ptr();
+    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * WIDE bytes checked above; the pointers
+    // read come from references, so they are valid and aligned; the caller guarantees the features.
+    unsafe {
+        let mut s = [_mm512_setzero_si512(); WIDE];
+        for (j, state) in s.iter_mut().enumerate() {
+            *state = _mm512_loadu_si512(p.add(64 * j).cast());
+        }
+        for (state, t) in s.iter_mut().zip(tw.iter()) {
+            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
+        }
+        crate::for_each_middle_round!(NR, |r| {
+            for state in s.iter_mut() {
+                *state = if DEC {
+                    _mm512_aesdec_epi128(*state, rk.rounds[r])
+                } else {
+                    _mm512_aesenc_epi128(*state, rk.rounds[r])
+                };
+            }
+            if r - 1 < WIDE {
+                let t = next(r - 1, tw);
+                set_tweak_register::<NR>(rk, tw, later, r - 1, t);
+            }
+        });
+        for (state, key) in s.iter_mut().zip(now) {
+            // Volatile, so that the key stays a memory operand of the last round (see
+            // `set_tweak_register`).
+            let last = core::ptr::read_volatile(key);
+            *state = if DEC {
+                _mm512_aesdeclast_epi128(*state, last)
+            } else {
+                _mm512_aesenclast_epi128(*state, last)
+            };
+        }
+        for (j, state) in s.iter().enumerate() {
+            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
+        }
+    }
+}
+
+/// One data unit, in pairs of groups of `W` registers, with first tweak `t0`.
+///
 /// # Safety
 /// The CPU must support the features of [`xts`].
 #[inline(always)]
@@ -476,96 +725,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         // Tweaks for the two groups of a pair; each register steps by a whole pair, x^(8W), at once.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
         first_tweaks(rk, &mut tw[0], t0);
-        unit_body::<DEC, NR, W>(rk, rk128, unit, &mut tw, None);
-    }
-}
-
-/// Whether units of `unit_len` bytes go through [`chained_units`]: whole pairs of narrow groups, and
-/// longer than the 512-byte units that go through in pairs of units.
-fn chains(unit_len: usize) -> bool {
-    unit_len > UNIT_PAIR / 2 && unit_len.is_multiple_of(128 * NARROW)
-}
-
-/// `buf` in units of `unit_len` bytes (see [`chains`]), the first numbered `number` with its first
-/// tweak in lane 0 of `tweaks`, the next three's in lanes 1-3. Each whole unit's last group computes the
-/// next unit's first tweak registers between its rounds, so no unit waits for them at its start.
-///
-/// Groups are narrow for both key sizes here: with AES-256 the extra registers of that tweak work
-/// spill from wide groups, and narrow ones measured 1-5% faster on 4 KiB and 16 KiB units (wide
-/// chained groups: 3% slower than unchained on 16 KiB units).
-///
-/// # Safety
-/// The CPU must support the features of [`xts`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn chained_units<const DEC: bool, const NR: usize>(
-    rk: &WideKeys,
-    rk128: &[__m128i; 15],
-    tk512: &[__m512i; 15],
-    buf: &mut [u8],
-    unit_len: usize,
-    mut number: u128,
-    step: u128,
-    mut tweaks: __m512i,
-) {
-    // SAFETY: the caller guarantees the features.
-    unsafe {
-        let mut tw = [[_mm512_setzero_si512(); NARROW]; 2];
-        first_tweaks(rk, &mut tw[0], lane::<0>(tweaks));
-        let mut units = buf.chunks_exact_mut(unit_len);
-        let count = units.len();
-        let mut ahead = tweaks;
-        for (i, unit) in (&mut units).enumerate() {
-            if i % 4 == 0 {
-                if i > 0 {
-                    tweaks = ahead;
-                }
-                number = number.wrapping_add(step.wrapping_mul(4));
-                ahead = encrypt_four_tweaks::<NR>(tk512, number, step);
-            }
-            let next_t0 = match i % 4 {
-                _ if i + 1 == count => None,
-                0 => Some(lane::<1>(tweaks)),
-                1 => Some(lane::<2>(tweaks)),
-                2 => Some(lane::<3>(tweaks)),
-                _ => Some(lane::<0>(ahead)),
-            };
-            unit_body::<DEC, NR, NARROW>(rk, rk128, unit, &mut tw, next_t0);
-        }
-        // A shorter unit at the end, number `count` (its tweak is in the batch after the last one used
-        // when `count` is a multiple of four).
-        let short = units.into_remainder();
-        if !short.is_empty() {
-            let t0 = match count % 4 {
-                0 => lane::<0>(ahead),
-                1 => lane::<1>(tweaks),
-                2 => lane::<2>(tweaks),
-                _ => lane::<3>(tweaks),
-            };
-            one_unit_of::<DEC, NR>(rk, rk128, short, t0);
-        }
-    }
-}
-
-/// One data unit with its first tweak registers in `tw[0]`. Given `next`, the first tweak of a unit
-/// that follows, and a unit of whole pairs of groups, its last group computes that unit's first tweak
-/// registers into `tw[0]` between its rounds.
-///
-/// # Safety
-/// The CPU must support the features of [`xts`].
-#[inline(always)]
-unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
-    rk: &WideKeys,
-    rk128: &[__m128i; 15],
-    unit: &mut [u8],
-    tw: &mut [[__m512i; W]; 2],
-    next: Option<__m128i>,
-) {
-    // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
-    // comments at each).
-    unsafe {
         let group = 64 * W;
-        debug_assert!(next.is_none() || unit.len().is_multiple_of(2 * group));
         let (body, stolen) = aesni::split_for_stealing(unit);
         let body_len = body.len();
         let pair_count = body_len / (2 * group);
@@ -579,7 +739,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
             }
             let (low, high) = pair.split_at_mut(group);
-            let [tw_low, tw_high] = &mut *tw;
+            let [tw_low, tw_high] = &mut tw;
             // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
             // half's tweak work runs between the other half's rounds, one register per round: the
             // low half computes the high half's tweaks (its own times x^(4W) in the first pair, else
@@ -606,10 +766,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
                 );
             }
             if i + 1 == pair_count && !tail_follows {
-                match next {
-                    Some(t0) => group_then_tweaks_of::<DEC, NR, W>(rk, high, tw_high, tw_low, t0),
-                    None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
-                }
+                crypt_group::<DEC, NR, W>(rk, high, tw_high);
             } else {
                 crypt_group_then::<DEC, NR, W>(
                     rk,
@@ -623,7 +780,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
         }
         if pair_count == 0 && (body_len > group || (body_len == group && !stolen.is_empty())) {
             // A second group, or a stolen block after a whole first one, needs them.
-            let [low, high] = &mut *tw;
+            let [low, high] = &mut tw;
             for (t, l) in high.iter_mut().zip(low.iter()) {
                 *t = half_step::<W>(rk, *l);
             }
@@ -637,7 +794,7 @@ unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
         // all of its blocks are still in flight together.
         let rest = pairs.into_remainder();
         let done = rest.len() / 16;
-        for (piece, tw_piece) in rest.chunks_mut(group).zip(&*tw) {
+        for (piece, tw_piece) in rest.chunks_mut(group).zip(&tw) {
             if piece.len() == group {
                 crypt_group::<DEC, NR, W>(rk, piece, tw_piece);
                 continue;

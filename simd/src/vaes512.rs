@@ -2,26 +2,29 @@
 //!
 //! A register holds four consecutive blocks and their four tweaks; lane `l` of tweak register `j`
 //! holds `T0 * x^(4j + l)` (with AES-128, XORed with the last round key: see [`WideKeys`]). Blocks go
-//! through in groups of `W` registers (eight, [`WIDE`]; four for AES-128 units alone in a call,
-//! [`NARROW`]), and a group's tweak registers times `x^(4W)` are the next group's: a whole number of
-//! bytes, so one byte shift, one carry-less multiply and one XOR. Those multiplies compete with VAES
-//! for the same vector pipes, so they are spread between the rounds of another group, one register
-//! per round, and the cache lines two kilobytes ahead are prefetched (with the rounds that dense,
-//! the loads would otherwise reach memory late). The round keys are broadcast to all four lanes once
-//! per call.
+//! through in groups of `W` registers (eight, [`WIDE`], or four for AES-128 units of more than one
+//! wide group, [`NARROW`]), and a group's tweak registers times `x^(4W)` are the next group's: a
+//! whole number of bytes, so one byte shift, one carry-less multiply and one XOR. Those multiplies
+//! compete with VAES for the same vector pipes, so they are spread between the rounds of another
+//! group, one register per round, and the cache lines two kilobytes ahead are prefetched (with the
+//! rounds that dense, the loads would otherwise reach memory late). The round keys are broadcast to
+//! all four lanes once per call.
 //!
-//! Several units per call, of whole groups of eight registers and longer than 512 bytes, go through
-//! one group after another ([`streamed_units`]): each group makes the next group's tweak registers,
-//! or in a unit's last group the next unit's first ones, between its rounds, so no group waits for
-//! its tweaks. The last round's keys (`K ^ T`) wait in memory, so that only one group's tweak
-//! registers are live. The units' first tweaks (`T0`, serial chains of AES rounds under Key2) are
-//! encrypted four units at a time, one per lane, while the four units before them run.
+//! A unit goes through in pairs of groups, the first group of a pair making the second's tweak
+//! registers and the second the next pair's. When a call holds several units, the units' first
+//! tweaks (`T0`, serial chains of AES rounds under Key2) are encrypted four units at a time, one per
+//! lane, while the four units before them run, and no unit waits for its first tweak registers:
+//! - AES-128 units of whole pairs of groups (1 KiB and up) chain: a unit's last group makes the next
+//!   unit's between its rounds ([`chained_units`]);
+//! - AES-256 units of whole wide groups (1 KiB and up) go through one group after another instead of
+//!   in pairs ([`streamed_units`]): each group replaces its own tweak registers by the next group's
+//!   (or the next unit's first) between its rounds, and the last round's keys (`K ^ T`) wait in
+//!   memory, so that only one group's tweak registers are live;
+//! - 512-byte units (one wide group each) go through in pairs of units, each unit making the
+//!   other's.
 //!
-//! Other layouts go through units one by one, each in pairs of groups, the first group of a pair
-//! making the second's tweak registers and the second the next pair's; 512-byte units (one wide
-//! group each) go through in pairs of units the same way. The blocks of a unit left after its full
-//! groups go through one more group whose loads and stores are byte-masked (AVX-512BW), so an
-//! odd-sized unit never falls back to one block at a time.
+//! The blocks of a unit left after its full groups go through one more group whose loads and stores
+//! are byte-masked (AVX-512BW), so an odd-sized unit never falls back to one block at a time.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
@@ -214,7 +217,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
     // SAFETY: the caller guarantees the features.
     unsafe {
         let unit_len = unit_len.max(16);
-        if buf.len() > unit_len && streams(unit_len) {
+        if buf.len() > unit_len && streams::<NR>(unit_len) {
             streamed_units::<DEC, NR>(keys, buf, unit_len, first, step);
             return;
         }
@@ -268,6 +271,12 @@ unsafe fn units<const DEC: bool, const NR: usize>(
                 tweaks = _mm512_alignr_epi64::<4>(tweaks, tweaks);
                 rest = after;
             }
+        }
+        if chains::<NR>(unit_len) {
+            let mut firsts =
+                UnitFirstTweaks::<NR> { keys: &tk512, number, step, batch: tweaks, ahead: tweaks, unit: 0 };
+            chained_units::<DEC, NR>(&rk, &rk128, rest, unit_len, lane::<0>(tweaks), &mut firsts);
+            return;
         }
         for four in rest.chunks_mut(4 * unit_len) {
             number = number.wrapping_add(step.wrapping_mul(4));
@@ -488,6 +497,51 @@ unsafe fn tweak_register(rk: &WideKeys, first: __m512i, k: usize) -> __m512i {
     }
 }
 
+/// Whether AES-128 units of `unit_len` bytes, several per call, go through [`chained_units`]: whole
+/// pairs of narrow groups, and longer than the 512-byte units that go through in pairs of units.
+fn chains<const NR: usize>(unit_len: usize) -> bool {
+    NR == 10 && unit_len > UNIT_PAIR / 2 && unit_len.is_multiple_of(128 * NARROW)
+}
+
+/// `buf` in units of `unit_len` bytes (see [`chains`]), the first with first tweak `t0`, the later
+/// ones' from `firsts`. Each whole unit's last group computes the next unit's first tweak registers
+/// between its rounds, so no unit waits for them at its start.
+///
+/// Groups are narrow here: with wide groups the extra registers of that tweak work spill, and narrow
+/// ones measured 1-5% faster on 4 KiB and 16 KiB units (wide chained groups: 3% slower than unchained
+/// on 16 KiB units). Used for AES-128: AES-256 units go through [`streamed_units`].
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn chained_units<const DEC: bool, const NR: usize>(
+    rk: &WideKeys,
+    rk128: &[__m128i; 15],
+    buf: &mut [u8],
+    unit_len: usize,
+    t0: __m128i,
+    firsts: &mut UnitFirstTweaks<'_, NR>,
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut tw = [[_mm512_setzero_si512(); NARROW]; 2];
+        first_tweaks(rk, &mut tw[0], t0);
+        let mut units = buf.chunks_exact_mut(unit_len);
+        let count = units.len();
+        let mut next_t0 = t0;
+        for (i, unit) in (&mut units).enumerate() {
+            next_t0 = firsts.next();
+            let chain = if i + 1 < count { Some(next_t0) } else { None };
+            unit_body::<DEC, NR, NARROW>(rk, rk128, unit, &mut tw, chain);
+        }
+        // A shorter unit at the end.
+        let short = units.into_remainder();
+        if !short.is_empty() {
+            one_unit_of::<DEC, NR>(rk, rk128, short, next_t0);
+        }
+    }
+}
+
 /// The first tweaks of consecutive units (`AES_Key2` of their numbers), encrypted four units at a time,
 /// one per lane, a batch ahead of the units that use them. One serial chain of AES rounds per unit,
 /// even issued a unit ahead, measured 8-13% slower on 4 KiB units.
@@ -534,11 +588,11 @@ impl<const NR: usize> UnitFirstTweaks<'_, NR> {
     }
 }
 
-/// Whether units of `unit_len` bytes, several per call, go through [`streamed_units`]: units of whole
-/// wide groups, longer than the 512-byte units that go through in pairs of units (streamed, those
-/// measured 2% slower).
-fn streams(unit_len: usize) -> bool {
-    unit_len > 64 * WIDE && unit_len.is_multiple_of(64 * WIDE)
+/// Whether AES-256 units of `unit_len` bytes, several per call, go through [`streamed_units`]: units
+/// of whole wide groups, longer than the 512-byte units that go through in pairs of units (streamed,
+/// those measured 2% slower). AES-128 units measured 1-2% slower streamed than in [`chained_units`].
+fn streams<const NR: usize>(unit_len: usize) -> bool {
+    NR == 14 && unit_len > 64 * WIDE && unit_len.is_multiple_of(64 * WIDE)
 }
 
 /// `buf` in units of `unit_len` bytes, whole wide groups each (see [`streams`]), numbered from `first`
@@ -569,7 +623,7 @@ unsafe fn streamed_units<const DEC: bool, const NR: usize>(
     first: u128,
     step: u128,
 ) {
-    debug_assert!(streams(unit_len));
+    debug_assert!(streams::<NR>(unit_len));
     // SAFETY: the caller guarantees the features.
     unsafe {
         let (rk128, tk, rk) = call_keys::<DEC, NR>(keys);
@@ -595,7 +649,7 @@ unsafe fn streamed_units<const DEC: bool, const NR: usize>(
             let mut groups = unit.chunks_exact_mut(64 * WIDE);
             let last_group = groups.len() - 1;
             for (g, group) in (&mut groups).enumerate() {
-                // As in `one_unit`: with the rounds this dense, the next lines would arrive late.
+                // As in `unit_body`: with the rounds this dense, the next lines would arrive late.
                 let ahead = group.as_ptr().wrapping_add(PREFETCH_AHEAD);
                 for line in 0..WIDE {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
@@ -814,7 +868,29 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         // Tweaks for the two groups of a pair; each register steps by a whole pair, x^(8W), at once.
         let mut tw = [[_mm512_setzero_si512(); W]; 2];
         first_tweaks(rk, &mut tw[0], t0);
+        unit_body::<DEC, NR, W>(rk, rk128, unit, &mut tw, None);
+    }
+}
+
+/// One data unit with its first tweak registers in `tw[0]`. Given `next`, the first tweak of a unit
+/// that follows, and a unit of whole pairs of groups, its last group computes that unit's first tweak
+/// registers into `tw[0]` between its rounds.
+///
+/// # Safety
+/// The CPU must support the features of [`xts`].
+#[inline(always)]
+unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
+    rk: &WideKeys,
+    rk128: &[__m128i; 15],
+    unit: &mut [u8],
+    tw: &mut [[__m512i; W]; 2],
+    next: Option<__m128i>,
+) {
+    // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
+    // comments at each).
+    unsafe {
         let group = 64 * W;
+        debug_assert!(next.is_none() || unit.len().is_multiple_of(2 * group));
         let (body, stolen) = aesni::split_for_stealing(unit);
         let body_len = body.len();
         let pair_count = body_len / (2 * group);
@@ -828,7 +904,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
             }
             let (low, high) = pair.split_at_mut(group);
-            let [tw_low, tw_high] = &mut tw;
+            let [tw_low, tw_high] = &mut *tw;
             // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
             // half's tweak work runs between the other half's rounds, one register per round: the
             // low half computes the high half's tweaks (its own times x^(4W) in the first pair, else
@@ -855,7 +931,10 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
                 );
             }
             if i + 1 == pair_count && !tail_follows {
-                crypt_group::<DEC, NR, W>(rk, high, tw_high);
+                match next {
+                    Some(t0) => group_then_tweaks_of::<DEC, NR, W>(rk, high, tw_high, tw_low, t0),
+                    None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
+                }
             } else {
                 crypt_group_then::<DEC, NR, W>(
                     rk,
@@ -869,7 +948,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         }
         if pair_count == 0 && (body_len > group || (body_len == group && !stolen.is_empty())) {
             // A second group, or a stolen block after a whole first one, needs them.
-            let [low, high] = &mut tw;
+            let [low, high] = &mut *tw;
             for (t, l) in high.iter_mut().zip(low.iter()) {
                 *t = half_step::<W>(rk, *l);
             }
@@ -883,7 +962,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
         // all of its blocks are still in flight together.
         let rest = pairs.into_remainder();
         let done = rest.len() / 16;
-        for (piece, tw_piece) in rest.chunks_mut(group).zip(&tw) {
+        for (piece, tw_piece) in rest.chunks_mut(group).zip(&*tw) {
             if piece.len() == group {
                 crypt_group::<DEC, NR, W>(rk, piece, tw_piece);
                 continue;

@@ -728,18 +728,10 @@ unsafe fn crypt_group_streamed<const DEC: bool, const NR: usize>(
     later: &mut [__m512i; WIDE],
     next: impl Fn(usize, &[__m512i; WIDE]) -> __m512i,
 ) {
-    assert!(group.len() >= 64 * WIDE);
-    let p = group.as_mut_ptr();
-    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * WIDE bytes checked above; the pointers
-    // read come from references, so they are valid and aligned; the caller guarantees the features.
+    // SAFETY: the caller guarantees the features.
     unsafe {
-        let mut s = [_mm512_setzero_si512(); WIDE];
-        for (j, state) in s.iter_mut().enumerate() {
-            *state = _mm512_loadu_si512(p.add(64 * j).cast());
-        }
-        for (state, t) in s.iter_mut().zip(tw.iter()) {
-            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
-        }
+        let mut s = load_states::<WIDE>(group);
+        whiten(rk, &mut s, tw);
         crate::for_each_middle_round!(NR, |r| {
             // Register r - 1 is replaced after round r, once the one replaced after round r - 1 is
             // ready (see `round_of_eight`); the rounds after the eighth pin the last one again.
@@ -752,9 +744,7 @@ unsafe fn crypt_group_streamed<const DEC: bool, const NR: usize>(
             }
         });
         last_round_of_eight::<DEC>(&mut s, now);
-        for (j, state) in s.iter().enumerate() {
-            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
-        }
+        store_states(group, &s);
     }
 }
 
@@ -1045,6 +1035,57 @@ unsafe fn product_x64(t: __m512i) -> [__m512i; 2] {
     }
 }
 
+/// The `N` registers of states in the first `64 * N` bytes of `group`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn load_states<const N: usize>(group: &[u8]) -> [__m512i; N] {
+    assert!(group.len() >= 64 * N);
+    let p = group.as_ptr();
+    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * N bytes checked above; the caller
+    // guarantees the features.
+    unsafe {
+        let mut s = [_mm512_setzero_si512(); N];
+        for (j, state) in s.iter_mut().enumerate() {
+            *state = _mm512_loadu_si512(p.add(64 * j).cast());
+        }
+        s
+    }
+}
+
+/// Writes the `N` registers of states `s` to the first `64 * N` bytes of `group`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn store_states<const N: usize>(group: &mut [u8], s: &[__m512i; N]) {
+    assert!(group.len() >= 64 * N);
+    let p = group.as_mut_ptr();
+    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * N bytes checked above; the caller
+    // guarantees the features.
+    unsafe {
+        for (j, state) in s.iter().enumerate() {
+            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
+        }
+    }
+}
+
+/// Each state XORed with its tweak register and the first round key, in one three-way XOR (0x96 is
+/// the truth table of `a ^ b ^ c`).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn whiten<const N: usize>(rk: &WideKeys, s: &mut [__m512i; N], tw: &[__m512i; N]) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        for (state, t) in s.iter_mut().zip(tw) {
+            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
+        }
+    }
+}
+
 /// One full group of `N` registers: `64 * N` bytes at the start of `group` (nothing if it is shorter).
 ///
 /// # Safety
@@ -1058,18 +1099,11 @@ unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
     if group.len() < 64 * N {
         return;
     }
-    let p = group.as_mut_ptr();
-    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * N bytes checked above; the caller
-    // guarantees the features.
+    // SAFETY: the caller guarantees the features.
     unsafe {
-        let mut s = [_mm512_setzero_si512(); N];
-        for (j, state) in s.iter_mut().enumerate() {
-            *state = _mm512_loadu_si512(p.add(64 * j).cast());
-        }
+        let mut s = load_states::<N>(group);
         crypt::<DEC, NR, N>(rk, &mut s, tw);
-        for (j, state) in s.iter().enumerate() {
-            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
-        }
+        store_states(group, &s);
     }
 }
 
@@ -1086,18 +1120,10 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
     later: &mut [__m512i; W],
     next: impl Fn(usize, &[__m512i; W]) -> __m512i,
 ) {
-    assert!(group.len() >= 64 * W);
-    let p = group.as_mut_ptr();
-    // SAFETY: register j covers bytes 64j..64j+64 of the 64 * W bytes checked above; the caller
-    // guarantees the features.
+    // SAFETY: the caller guarantees the features.
     unsafe {
-        let mut s = [_mm512_setzero_si512(); W];
-        for (j, state) in s.iter_mut().enumerate() {
-            *state = _mm512_loadu_si512(p.add(64 * j).cast());
-        }
-        for (state, t) in s.iter_mut().zip(tw) {
-            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
-        }
+        let mut s = load_states::<W>(group);
+        whiten(rk, &mut s, tw);
         crate::for_each_middle_round!(NR, |r| {
             for state in s.iter_mut() {
                 *state = if DEC {
@@ -1118,9 +1144,7 @@ unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
                 _mm512_aesenclast_epi128(*state, last)
             };
         }
-        for (j, state) in s.iter().enumerate() {
-            _mm512_storeu_si512(p.add(64 * j).cast(), *state);
-        }
+        store_states(group, &s);
     }
 }
 
@@ -1156,10 +1180,7 @@ unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        for (state, t) in s.iter_mut().zip(tw) {
-            // 0x96 is the truth table of a ^ b ^ c.
-            *state = _mm512_ternarylogic_epi64::<0x96>(*state, *t, rk.first);
-        }
+        whiten(rk, s, tw);
         for key in &rk.rounds[1..NR] {
             for state in s.iter_mut() {
                 *state =

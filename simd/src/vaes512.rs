@@ -273,8 +273,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
             }
         }
         if chains::<NR>(unit_len) {
-            let mut firsts =
-                UnitFirstTweaks::<NR> { keys: &tk512, number, step, batch: tweaks, ahead: tweaks, unit: 0 };
+            let mut firsts = UnitFirstTweaks::<NR>::new(&tk512, number, step, tweaks);
             chained_units::<DEC, NR>(&rk, &rk128, rest, unit_len, lane::<0>(tweaks), &mut firsts);
             return;
         }
@@ -559,7 +558,13 @@ struct UnitFirstTweaks<'a, const NR: usize> {
     unit: usize,
 }
 
-impl<const NR: usize> UnitFirstTweaks<'_, NR> {
+impl<'a, const NR: usize> UnitFirstTweaks<'a, NR> {
+    /// Starts at unit 0, numbered `number`, with the first tweaks of units 0-3 in `batch`.
+    #[inline(always)]
+    fn new(keys: &'a [__m512i; 15], number: u128, step: u128, batch: __m512i) -> Self {
+        Self { keys, number, step, batch, ahead: batch, unit: 0 }
+    }
+
     /// Called once per unit, in order, from unit 0 on: the first tweak of the unit after it. At the
     /// start of each batch it encrypts the batch after.
     ///
@@ -631,14 +636,13 @@ unsafe fn streamed_units<const DEC: bool, const NR: usize>(
         let tk512 = broadcast_keys(&tk);
         let batch = encrypt_four_tweaks::<NR>(&tk512, first, step);
         let t0 = lane::<0>(batch);
-        let mut firsts =
-            UnitFirstTweaks::<NR> { keys: &tk512, number: first, step, batch, ahead: batch, unit: 0 };
+        let mut firsts = UnitFirstTweaks::<NR>::new(&tk512, first, step, batch);
         // Two sets of last-round keys: the group running reads one while it writes the next group's.
         let mut last_keys = [[_mm512_setzero_si512(); WIDE]; 2];
         let mut tw = [_mm512_setzero_si512(); WIDE];
-        let first = _mm512_broadcast_i32x4(t0);
+        let t0_everywhere = _mm512_broadcast_i32x4(t0);
         for j in 0..WIDE {
-            let t = unit_tweak_register(rk, first, &tw, j);
+            let t = unit_tweak_register(rk, t0_everywhere, &tw, j);
             set_tweak_register::<NR>(rk, &mut tw, &mut last_keys[0], j, t);
         }
         let mut odd = false;
@@ -661,7 +665,7 @@ unsafe fn streamed_units<const DEC: bool, const NR: usize>(
                 // The last unit's last group makes registers no unit uses, or a short unit's: a
                 // branch to skip that measured 1-2% slower on 4 KiB units.
                 if g == last_group {
-                    let first = _mm512_broadcast_i32x4(next_t0);
+                    let next_t0_everywhere = _mm512_broadcast_i32x4(next_t0);
                     crypt_group_streamed::<DEC, NR>(
                         rk,
                         group,
@@ -669,7 +673,7 @@ unsafe fn streamed_units<const DEC: bool, const NR: usize>(
                         now,
                         later,
                         #[inline(always)]
-                        |j, tw| unit_tweak_register(rk, first, tw, j),
+                        |j, tw| unit_tweak_register(rk, next_t0_everywhere, tw, j),
                     );
                 } else {
                     crypt_group_streamed::<DEC, NR>(

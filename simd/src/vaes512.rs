@@ -610,10 +610,9 @@ fn streams<const NR: usize>(unit_len: usize) -> bool {
 /// round keys then fit with a few round keys reloaded (pairs of wide groups need sixteen tweak
 /// registers, and their spills cost more), and a unit needs no half-step at its start. A function of
 /// its own: inlined into [`units`], it made the other layouts there up to 9% slower (register
-/// allocation is per function). A-B against pairs of groups with each unit's last group making the
-/// next unit's first tweak registers (narrow groups, which spilled least): AES-256 4-16 KiB units in
-/// 64 KiB calls +6..+7%, 1-2 KiB units +3..+5%; AES-128 -1..0% (1 KiB decryption -3%), for one way
-/// through instead of two.
+/// allocation is per function). A-B against [`chained_units`] (pairs of narrow groups, which spilled
+/// least), with the rounds in `asm!`: AES-256 1-16 KiB units in 64 KiB calls +4.7..+8.7%; AES-128
+/// measured 1-2% slower streamed, so it keeps [`chained_units`].
 ///
 /// # Safety
 /// The CPU must support the features of [`xts`].

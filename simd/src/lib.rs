@@ -27,8 +27,8 @@
 //!   the CPU and the key schedule is expanded at construction; the engine then encrypts and decrypts
 //!   buffers of consecutive data units. Its one `match` is the only place the kernels are called.
 //! * `portable` is built on the `aes` crate (constant time on every architecture); `aesni`, `vaes256` and
-//!   `vaes512` are hand-written x86-64 kernels with identical signatures. Every `unsafe` block and every
-//!   `#[target_feature]` of the cipher lives in this crate.
+//!   `vaes512` are hand-written x86-64 kernels with identical signatures. Every `unsafe` block, every
+//!   `#[target_feature]` and every `asm!` of the cipher lives in this crate.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]

@@ -233,6 +233,8 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         let mut number = first;
         let mut tweaks = encrypt_four_tweaks::<NR>(&tk512, number, step);
         let mut rest = buf;
+        // The pairs keep their own batches, with each lane named where it is used: fed one unit at a
+        // time from `UnitFirstTweaks`, with its branch per unit, 512-byte units measured 6-10% slower.
         if unit_len == UNIT_PAIR / 2 && rest.len() >= UNIT_PAIR {
             // A 512-byte unit alone leaves the AES pipes half idle while its group drains: pair units
             // up so two independent groups overlap. Unit A of a pair runs while unit B's tweak
@@ -506,9 +508,8 @@ fn chains<const NR: usize>(unit_len: usize) -> bool {
 /// ones' from `firsts`. Each whole unit's last group computes the next unit's first tweak registers
 /// between its rounds, so no unit waits for them at its start.
 ///
-/// Groups are narrow here: with wide groups the extra registers of that tweak work spill, and narrow
-/// ones measured 1-5% faster on 4 KiB and 16 KiB units (wide chained groups: 3% slower than unchained
-/// on 16 KiB units). Used for AES-128: AES-256 units go through [`streamed_units`].
+/// Groups are narrow, as for every AES-128 unit of more than one wide group (see [`NARROW`]). Used for
+/// AES-128 only: AES-256 units go through [`streamed_units`].
 ///
 /// # Safety
 /// The CPU must support the features of [`xts`].

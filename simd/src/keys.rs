@@ -86,9 +86,9 @@ pub(crate) struct RoundKeys {
 
 #[cfg(target_arch = "x86_64")]
 impl RoundKeys {
-    /// Expands both halves. Every x86 backend requires AES-NI, so callers only build these after
-    /// checking their backend; the check here keeps the function sound on its own.
-    pub(crate) fn expand(halves: KeyHalves<'_>) -> RoundKeys {
+    /// Expands both halves with AES-NI, which `_cpu` proves the CPU has: without the proof there are
+    /// no round keys at all, never an all-zero schedule.
+    pub(crate) fn expand(halves: KeyHalves<'_>, _cpu: crate::cpu::AesNi) -> RoundKeys {
         let mut keys = RoundKeys {
             enc: [[0; 16]; 15],
             dec: [[0; 16]; 15],
@@ -96,17 +96,15 @@ impl RoundKeys {
             rounds: 0,
             last_key_steps: [[[0; 16]; 4]; 2],
         };
-        if crate::cpu::has_aesni() {
-            // SAFETY: AES-NI was just detected.
-            unsafe { x86::expand(halves, &mut keys) };
-        }
+        // SAFETY: `_cpu` exists only where AES-NI and SSE2 were detected.
+        unsafe { x86::expand(halves, &mut keys) };
         let rounds = keys.rounds;
         for (steps, last) in keys.last_key_steps.iter_mut().zip([keys.enc[rounds], keys.dec[rounds]]) {
             let last = u128::from_le_bytes(last);
             for (step, bytes) in steps.iter_mut().zip([1, 2, 4, 8]) {
                 // Doubling by doubling: `mul_x` masks the reduction in rather than branching on it, and
                 // round keys are secret.
-                let product = (0..8 * bytes).fold(last, |t, _| crate::portable::mul_x(t));
+                let product = (0..8 * bytes).fold(last, |t, _| crate::gf128::mul_x(t));
                 *step = (product ^ last).to_le_bytes();
             }
         }

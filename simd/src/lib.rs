@@ -69,6 +69,7 @@ macro_rules! for_each_middle_round {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use for_each_middle_round;
 
+mod gf128;
 mod keys;
 mod portable;
 
@@ -119,6 +120,47 @@ mod cpu {
         "vpclmulqdq"
     );
     pub(crate) use {aesni::get as has_aesni, vaes256::get as has_vaes256, vaes512::get as has_vaes512};
+
+    /// Proof that the CPU runs the AES-NI kernel: only [`AesNi::detect`] makes one, after CPUID said
+    /// so, and a kernel variant of [`Kernel`](super::Kernel) cannot be built without its proof.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct AesNi(());
+
+    /// Proof that the CPU runs the VAES-256 kernel (which includes AES-NI's features).
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Vaes256(());
+
+    /// Proof that the CPU runs the VAES-512 kernel (which includes AES-NI's features).
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Vaes512(());
+
+    impl AesNi {
+        pub(crate) fn detect() -> Option<AesNi> {
+            has_aesni().then_some(AesNi(()))
+        }
+    }
+
+    impl Vaes256 {
+        pub(crate) fn detect() -> Option<Vaes256> {
+            has_vaes256().then_some(Vaes256(()))
+        }
+
+        /// Its feature set contains AES-NI's.
+        pub(crate) fn aesni(self) -> AesNi {
+            AesNi(())
+        }
+    }
+
+    impl Vaes512 {
+        pub(crate) fn detect() -> Option<Vaes512> {
+            has_vaes512().then_some(Vaes512(()))
+        }
+
+        /// Its feature set contains AES-NI's.
+        pub(crate) fn aesni(self) -> AesNi {
+            AesNi(())
+        }
+    }
 }
 
 /// An implementation of the XTS kernels.
@@ -264,17 +306,17 @@ impl UnitLayout {
 
 /// The expanded key schedule bound to the kernel that uses it.
 ///
-/// Holding the backend and its key material in one variant makes a mismatch unrepresentable, so the
-/// dispatch below needs neither a check nor an `unwrap`.
+/// Holding the backend, its key material and the proof that the CPU runs it in one variant makes a
+/// mismatch unrepresentable, so the dispatch below needs neither a check nor an `unwrap`.
 #[allow(clippy::large_enum_variant, reason = "built once per engine and never moved on a hot path")]
 enum Kernel {
     Portable(PortableKeys),
     #[cfg(target_arch = "x86_64")]
-    AesNi(RoundKeys),
+    AesNi(RoundKeys, cpu::AesNi),
     #[cfg(target_arch = "x86_64")]
-    Vaes256(RoundKeys),
+    Vaes256(RoundKeys, cpu::Vaes256),
     #[cfg(target_arch = "x86_64")]
-    Vaes512(RoundKeys),
+    Vaes512(RoundKeys, cpu::Vaes512),
 }
 
 /// An XTS-AES key schedule and the backend that runs it. Key material is zeroized on drop.
@@ -301,19 +343,26 @@ impl XtsEngine {
     /// This layer does not refuse `key1 == key2`; that policy belongs to the caller's key type.
     pub fn new(backend: Backend, key1: &[u8], key2: &[u8]) -> Result<XtsEngine, EngineError> {
         let halves = KeyHalves::new(key1, key2).map_err(EngineError::KeyHalfLength)?;
-        if !backend.is_supported() {
-            return Err(EngineError::Unsupported(backend));
-        }
+        let unsupported = EngineError::Unsupported(backend);
         let kernel = match backend {
             Backend::Portable => Kernel::Portable(PortableKeys::new(halves)),
             #[cfg(target_arch = "x86_64")]
-            Backend::AesNi => Kernel::AesNi(RoundKeys::expand(halves)),
+            Backend::AesNi => {
+                let cpu = cpu::AesNi::detect().ok_or(unsupported)?;
+                Kernel::AesNi(RoundKeys::expand(halves, cpu), cpu)
+            }
             #[cfg(target_arch = "x86_64")]
-            Backend::Vaes256 => Kernel::Vaes256(RoundKeys::expand(halves)),
+            Backend::Vaes256 => {
+                let cpu = cpu::Vaes256::detect().ok_or(unsupported)?;
+                Kernel::Vaes256(RoundKeys::expand(halves, cpu.aesni()), cpu)
+            }
             #[cfg(target_arch = "x86_64")]
-            Backend::Vaes512 => Kernel::Vaes512(RoundKeys::expand(halves)),
+            Backend::Vaes512 => {
+                let cpu = cpu::Vaes512::detect().ok_or(unsupported)?;
+                Kernel::Vaes512(RoundKeys::expand(halves, cpu.aesni()), cpu)
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            _ => return Err(EngineError::Unsupported(backend)),
+            _ => return Err(unsupported),
         };
         Ok(XtsEngine { kernel })
     }
@@ -323,11 +372,11 @@ impl XtsEngine {
         match self.kernel {
             Kernel::Portable(_) => Backend::Portable,
             #[cfg(target_arch = "x86_64")]
-            Kernel::AesNi(_) => Backend::AesNi,
+            Kernel::AesNi(..) => Backend::AesNi,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vaes256(_) => Backend::Vaes256,
+            Kernel::Vaes256(..) => Backend::Vaes256,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vaes512(_) => Backend::Vaes512,
+            Kernel::Vaes512(..) => Backend::Vaes512,
         }
     }
 
@@ -377,18 +426,18 @@ impl XtsEngine {
         match &self.kernel {
             Kernel::Portable(keys) => portable::xts(keys, decrypt, buf, unit_len, first, step),
             #[cfg(target_arch = "x86_64")]
-            Kernel::AesNi(keys) => {
-                // SAFETY: `Kernel::AesNi` is only built by `new` after `Backend::AesNi.is_supported()`.
+            Kernel::AesNi(keys, _cpu) => {
+                // SAFETY: `_cpu` proves the CPU has every feature of the AES-NI kernel.
                 unsafe { aesni::xts(keys, decrypt, buf, unit_len, first, step) }
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vaes256(keys) => {
-                // SAFETY: `Kernel::Vaes256` is only built by `new` after `Backend::Vaes256.is_supported()`.
+            Kernel::Vaes256(keys, _cpu) => {
+                // SAFETY: `_cpu` proves the CPU has every feature of the VAES-256 kernel.
                 unsafe { vaes256::xts(keys, decrypt, buf, unit_len, first, step) }
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vaes512(keys) => {
-                // SAFETY: `Kernel::Vaes512` is only built by `new` after `Backend::Vaes512.is_supported()`.
+            Kernel::Vaes512(keys, _cpu) => {
+                // SAFETY: `_cpu` proves the CPU has every feature of the VAES-512 kernel.
                 unsafe { vaes512::xts(keys, decrypt, buf, unit_len, first, step) }
             }
         }

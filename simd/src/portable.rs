@@ -8,6 +8,7 @@
 //! through the cipher in one `encrypt_blocks` call (so the `aes` crate can pipeline it), and the tweaks
 //! are XORed in again.
 
+use crate::gf128::mul_x;
 use crate::keys::PortableKeys;
 use aes::Block;
 use aes::cipher::consts::U16;
@@ -48,13 +49,6 @@ where
         }
         number = number.wrapping_add(step);
     }
-}
-
-/// `t * x` in GF(2^128), XTS bit order, without a secret-dependent branch.
-#[inline(always)]
-pub(crate) fn mul_x(t: u128) -> u128 {
-    let carry = 0u128.wrapping_sub(t >> 127) & 0x87;
-    (t << 1) ^ carry
 }
 
 fn xor_tweak(block: &mut Block, tweak: u128) {

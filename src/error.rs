@@ -1,6 +1,14 @@
-//! The one error type of the library.
+//! The one error type of the library, and the kinds a caller branches on.
+//!
+//! Every error keeps its cause as data, not only as text: the OS error code of an I/O failure
+//! ([`Error::os_error`]), what a key provider reported ([`ProviderFault`]), what is wrong with a disk
+//! ([`DiskFault`]). [`Error::kind`] sorts them into the few [`ErrorKind`]s a caller acts on, and
+//! [`Error::is_transient`] says whether trying again later can succeed (storage busy, key server
+//! unreachable or slow) or not (not found, denied, revoked, corrupt, invalid input). Nothing in this
+//! crate, and nothing a caller needs, looks at an error's message.
 
 use sectorcrypt_simd::Backend;
+use std::sync::Arc;
 
 /// Everything the engine can refuse. Whenever one of these is returned, no buffer was modified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +69,8 @@ pub enum Error {
     KeyProvider {
         /// The provider, as the user named it.
         provider: String,
+        /// What went wrong, for programs.
+        fault: ProviderFault,
         /// What went wrong, for a person.
         reason: String,
     },
@@ -76,12 +86,17 @@ pub enum Error {
     /// A disk header copy (or both) that cannot be used.
     #[error("disk header: {0}")]
     Header(String),
+    /// Neither header copy has the sectorcrypt magic: this is not a sectorcrypt disk.
+    #[error("no sectorcrypt header (not a sectorcrypt disk)")]
+    NotADisk,
     /// A disk or group that cannot be opened or used as asked (missing member, wrong group, truncated
     /// file, already open for writing, ...).
     #[error("{path}: {reason}")]
     Disk {
         /// The disk or member file.
         path: String,
+        /// What is wrong, for programs.
+        fault: DiskFault,
         /// What is wrong, for a person.
         reason: String,
     },
@@ -95,19 +110,222 @@ pub enum Error {
         /// The disk's size.
         size: u64,
     },
-    /// An I/O error from the operating system.
-    #[error("{path}: {message}")]
+    /// An I/O error from the operating system or from a caller's storage.
+    #[error("{path}: {cause}")]
     Io {
-        /// The file.
+        /// The file, or the name of the storage.
         path: String,
-        /// The kind, for programs.
-        kind: std::io::ErrorKind,
-        /// The system's message.
-        message: String,
+        /// The error as the system (or the storage) reported it, with its OS error code.
+        cause: IoCause,
     },
+    /// A write whose ciphertext for this data unit would be all zeros, which reads as an unwritten
+    /// (discarded) unit. Only a writer who knows the key can build such data; it is refused unwritten.
+    #[error(
+        "data unit {0} cannot be written: its ciphertext would be all zeros (the mark of an unwritten unit)"
+    )]
+    UnwritableUnit(u64),
     /// The operating system's random generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
+}
+
+/// What a caller does about an error: the classes of [`Error::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A malformed argument, key, size or layout: permanent until the input changes.
+    InvalidInput,
+    /// Key material that does not open or match (wrong KEK, altered blob, wrong passphrase).
+    KeyRejected,
+    /// A key provider cannot give a key now (unreachable, timed out): transient.
+    ProviderUnavailable,
+    /// A key provider refuses for good (unknown key, denied, revoked or destroyed key, bad config).
+    ProviderRefused,
+    /// On-disk data that does not decode, or written by a newer format version.
+    Corrupt,
+    /// Something that should exist does not (a file, a group member).
+    NotFound,
+    /// Something that must not exist does (a file `create` would replace).
+    AlreadyExists,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// Another process holds the disk, or the storage said it is busy: transient.
+    Busy,
+    /// The CPU or the platform lacks what was asked for (a backend, io_uring).
+    Unsupported,
+    /// Any other I/O failure of the storage; [`Error::os_error`] has its code.
+    Io,
+}
+
+impl ErrorKind {
+    /// Whether the same call can succeed later without any change by the caller.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::ProviderUnavailable | ErrorKind::Busy)
+    }
+}
+
+/// What a key provider reported, for [`Error::KeyProvider`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProviderFault {
+    /// The provider (a file system, a key server) cannot be reached: transient.
+    Unreachable,
+    /// The provider did not answer in time: transient.
+    TimedOut,
+    /// The provider does not hold this key, or the key file does not exist.
+    NotFound,
+    /// The provider refuses this caller (permissions, credentials).
+    Denied,
+    /// The key exists but may no longer be used (revoked, deactivated, compromised, destroyed).
+    Revoked,
+    /// The provider's configuration or key file is unusable (bad mode, wrong length, wrong kind).
+    Misconfigured,
+}
+
+impl ProviderFault {
+    fn kind(self) -> ErrorKind {
+        match self {
+            ProviderFault::Unreachable | ProviderFault::TimedOut => ErrorKind::ProviderUnavailable,
+            _ => ErrorKind::ProviderRefused,
+        }
+    }
+}
+
+/// What is wrong with a disk or group, for [`Error::Disk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DiskFault {
+    /// Another process has it open for writing (or reading, when writing is asked): transient.
+    Busy,
+    /// A member is missing, or none was given.
+    MissingMember,
+    /// The files do not form the disk or group asked for (other mode, other group, given twice,
+    /// different layout or key generation).
+    Mismatch,
+    /// The file is shorter than its header says.
+    Truncated,
+    /// Neither header copy has the sectorcrypt magic: not a sectorcrypt disk.
+    NotADisk,
+    /// Both header copies are damaged.
+    Corrupt,
+    /// `create` was pointed at something that exists.
+    AlreadyExists,
+    /// A write to a volume opened read-only.
+    ReadOnly,
+    /// A size, data unit or stripe that no disk can have.
+    InvalidLayout,
+}
+
+impl DiskFault {
+    fn kind(self) -> ErrorKind {
+        match self {
+            DiskFault::Busy => ErrorKind::Busy,
+            DiskFault::MissingMember => ErrorKind::NotFound,
+            DiskFault::Truncated | DiskFault::Corrupt => ErrorKind::Corrupt,
+            DiskFault::NotADisk => ErrorKind::InvalidInput,
+            DiskFault::AlreadyExists => ErrorKind::AlreadyExists,
+            DiskFault::Mismatch | DiskFault::ReadOnly | DiskFault::InvalidLayout => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+/// An [`std::io::Error`] kept whole inside [`Error::Io`]: cheap to clone, compared by kind and OS code.
+#[derive(Clone, Debug)]
+pub struct IoCause(Arc<std::io::Error>);
+
+impl IoCause {
+    /// The underlying error.
+    pub fn io_error(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for IoCause {
+    fn from(err: std::io::Error) -> IoCause {
+        IoCause(Arc::new(err))
+    }
+}
+
+impl PartialEq for IoCause {
+    fn eq(&self, other: &IoCause) -> bool {
+        self.0.kind() == other.0.kind() && self.0.raw_os_error() == other.0.raw_os_error()
+    }
+}
+
+impl Eq for IoCause {}
+
+impl core::fmt::Display for IoCause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Error {
+    /// An I/O error of the file or storage named `path`, keeping the OS error.
+    pub fn io(path: impl Into<String>, err: std::io::Error) -> Error {
+        Error::Io { path: path.into(), cause: err.into() }
+    }
+
+    /// What a caller does about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::KeyLength(_)
+            | Error::KeyEncoding(_)
+            | Error::EqualKeyHalves
+            | Error::DataUnitSize(_)
+            | Error::DataUnitLength(_)
+            | Error::ZeroTweakStep
+            | Error::UnitNumberOverflow
+            | Error::UnknownBackend(_)
+            | Error::KeyId(_)
+            | Error::KeyProviderSpec(_)
+            | Error::OutOfRange { .. }
+            | Error::UnwritableUnit(_) => ErrorKind::InvalidInput,
+            Error::UnsupportedBackend(_) => ErrorKind::Unsupported,
+            Error::KeyUnwrap | Error::DekMismatch | Error::BackupPassphrase => ErrorKind::KeyRejected,
+            Error::WrappedKeyFormat(_)
+            | Error::FormatVersion { .. }
+            | Error::BackupFormat(_)
+            | Error::Header(_)
+            | Error::NotADisk => ErrorKind::Corrupt,
+            Error::KeyProvider { fault, .. } => fault.kind(),
+            Error::Disk { fault, .. } => fault.kind(),
+            Error::Io { cause, .. } => match cause.io_error().kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::ResourceBusy
+                | std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::TimedOut => ErrorKind::Busy,
+                std::io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::IsADirectory => ErrorKind::InvalidInput,
+                _ => ErrorKind::Io,
+            },
+            Error::Random(_) => ErrorKind::Io,
+        }
+    }
+
+    /// Whether trying the same call again later can succeed: see [`ErrorKind::is_transient`].
+    pub fn is_transient(&self) -> bool {
+        self.kind().is_transient()
+    }
+
+    /// The operating system's error code (`errno`) behind an I/O error, if there is one.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { cause, .. } => cause.io_error().raw_os_error(),
+            _ => None,
+        }
+    }
 }
 
 fn backend_names() -> String {

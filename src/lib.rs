@@ -24,17 +24,21 @@
 //! # }
 //! ```
 
-// Every unchecked operation lives in the `sectorcrypt-simd` crate; only the io_uring module may opt back in.
+// Every unchecked operation lives in the `sectorcrypt-simd` crate; only the storage layer's io_uring
+// module opts back in.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod disk;
 mod error;
+pub mod files;
+pub mod hardening;
 mod key;
 pub mod keys;
+pub mod storage;
 mod xts;
 
-pub use error::{Error, Result};
+pub use error::{DiskFault, Error, ErrorKind, IoCause, ProviderFault, Result};
 pub use key::{KeySize, XtsKey};
 pub use sectorcrypt_simd::Backend;
 pub use xts::{

@@ -133,7 +133,7 @@ impl Header {
         }
         let bytes = &bytes[..HEADER_LEN];
         if &bytes[..8] != MAGIC {
-            return Err(malformed("no sectorcrypt magic (not a sectorcrypt disk, or overwritten)"));
+            return Err(Error::NotADisk);
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if version > FORMAT_VERSION {
@@ -149,8 +149,8 @@ impl Header {
         if bytes[10] as usize != slot {
             return Err(malformed(format!("copy {} found where copy {slot} belongs", bytes[10])));
         }
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at = |at: usize| u32::from_le_bytes(array(&bytes[at..]));
+        let u64_at = |at: usize| u64::from_le_bytes(array(&bytes[at..]));
         let mode = match bytes[11] {
             1 => Mode::Vm,
             2 => Mode::Datastore,
@@ -177,14 +177,14 @@ impl Header {
         let header = Header {
             sequence: u64_at(16),
             generation: u64_at(24),
-            uuid: bytes[32..48].try_into().expect("16 bytes"),
+            uuid: array(&bytes[32..]),
             mode,
             cipher,
             data_unit: u32_at(48),
             data_offset: u64_at(56),
             data_size: u64_at(64),
             place: GroupPlace {
-                group_uuid: bytes[72..88].try_into().expect("16 bytes"),
+                group_uuid: array(&bytes[72..]),
                 member_index: u32_at(88),
                 member_count: u32_at(92),
                 stripe: u64_at(96),
@@ -241,6 +241,11 @@ impl Header {
     }
 }
 
+/// The first `N` bytes of `bytes` (which the caller knows to be long enough; zeros past its end).
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    core::array::from_fn(|i| bytes.get(i).copied().unwrap_or(0))
+}
+
 /// What one header copy holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CopyState {
@@ -257,40 +262,45 @@ pub struct HeaderPair {
     pub copies: [CopyState; 2],
     /// The slot of the valid copy with the highest sequence number.
     pub current: usize,
+    /// That copy's header.
+    header: Header,
 }
 
 impl HeaderPair {
     /// Decodes both copies from the first bytes of a disk (at least 64 KiB + one header, or less if the
     /// file is shorter). Fails only if neither copy is valid.
     pub fn decode(read_copy: impl Fn(usize) -> std::io::Result<Vec<u8>>) -> Result<HeaderPair> {
+        let mut no_magic = [false; 2];
         let copies = [0, 1].map(|slot| match read_copy(slot) {
             Ok(bytes) => match Header::decode(&bytes, slot) {
                 Ok(header) => CopyState::Valid(Box::new(header)),
                 Err(Error::Header(reason)) => CopyState::Damaged(reason),
+                Err(Error::NotADisk) => {
+                    no_magic[slot] = true;
+                    CopyState::Damaged("no sectorcrypt magic (not a sectorcrypt disk, or overwritten)".into())
+                }
                 Err(err) => CopyState::Damaged(err.to_string()),
             },
             Err(err) => CopyState::Damaged(format!("cannot read: {err}")),
         });
-        let current = match &copies {
-            [CopyState::Valid(a), CopyState::Valid(b)] => usize::from(b.sequence > a.sequence),
-            [CopyState::Valid(_), _] => 0,
-            [_, CopyState::Valid(_)] => 1,
+        let (current, header) = match &copies {
+            [CopyState::Valid(a), CopyState::Valid(b)] if b.sequence > a.sequence => (1, b),
+            [CopyState::Valid(a), _] => (0, a),
+            [_, CopyState::Valid(b)] => (1, b),
+            [CopyState::Damaged(_), CopyState::Damaged(_)] if no_magic == [true, true] => {
+                return Err(Error::NotADisk);
+            }
             [CopyState::Damaged(a), CopyState::Damaged(b)] => {
-                if a.contains("no sectorcrypt magic") && b.contains("no sectorcrypt magic") {
-                    return Err(malformed("no sectorcrypt header (not a sectorcrypt disk)"));
-                }
                 return Err(malformed(format!("both header copies are damaged: copy 0: {a}; copy 1: {b}")));
             }
         };
-        Ok(HeaderPair { copies, current })
+        let header = Header::clone(header);
+        Ok(HeaderPair { copies, current, header })
     }
 
     /// The header that counts.
     pub fn header(&self) -> &Header {
-        match &self.copies[self.current] {
-            CopyState::Valid(header) => header,
-            CopyState::Damaged(_) => unreachable!("the current copy is valid by construction"),
-        }
+        &self.header
     }
 
     /// Per copy: `None` if it is complete and agrees with the current one, else what is wrong with it.

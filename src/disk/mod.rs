@@ -1,21 +1,26 @@
 //! Encrypted disks (VM mode: one DEK per disk) and disk groups (datastore mode: one DEK per group,
-//! striped RAID-0 over its members), read and written through io_uring.
+//! striped RAID-0 over its members), over any [`Storage`](crate::storage::Storage): files and block
+//! devices through io_uring, memory, or the caller's functions.
 //!
-//! Each disk or member file starts with two copies of a checksummed header ([`format`]) that carry the
+//! Each disk or member starts with two copies of a checksummed header ([`format`]) that carry the
 //! layout and the wrapped DEK; the data area after them holds only XTS ciphertext. [`Volume`] opens one
 //! disk or a complete group, unwraps the DEK through a key provider and serves reads and writes at any
-//! offset and length; [`EncryptedDisk`] and [`DiskGroup`] are the two ways to open one.
+//! offset and length; [`EncryptedDisk`] and [`DiskGroup`] are the two ways to open one from files.
+//!
+//! The modules follow the jobs: `members` opens stores and reads, writes and checks their header
+//! pairs; `datapath` is the open volume's reads, writes and discards; `lifecycle` creates, opens,
+//! rekeys and repairs.
 
+mod datapath;
 pub mod format;
-mod uring;
-mod volume;
+mod lifecycle;
+mod members;
 
+pub use crate::storage::{IO_ENGINE_ENV, IoEngine};
+pub use datapath::{DEFAULT_QUEUE_DEPTH, IoRequest, Notice, OpenOptions, Volume};
 pub use format::{CopyState, Header, HeaderPair, Mode, uuid_string};
-pub use uring::{IO_ENGINE_ENV, IoEngine};
-pub use volume::{
-    CreateOptions, DEFAULT_QUEUE_DEPTH, IoRequest, OpenOptions, Volume, hazmat_unwrap_dek, read_headers,
-    rekey_shallow, repair,
-};
+pub use lifecycle::{CreateOptions, hazmat_unwrap_dek, rekey_shallow, repair};
+pub use members::read_headers;
 
 use crate::error::Result;
 use crate::keys::KeyProvider;

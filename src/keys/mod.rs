@@ -33,5 +33,18 @@ pub use cache::KeyCache;
 pub(crate) use material::random_bytes;
 pub use material::{Dek, Kek, KeyRef, ProviderKind};
 pub use native::{KDK_LEN, NativeProvider};
-pub use provider::{KEY_PROVIDER_ENV, KeyProvider, open_provider};
+pub use provider::KeyProvider;
 pub use wrap::{MAX_BLOB_LEN, VERIFIER_LEN, WrappedDek};
+
+use crate::error::{Error, Result};
+
+/// The environment variable that names the key provider where `--key-provider` is not given.
+pub const KEY_PROVIDER_ENV: &str = "SECTORCRYPT_KEY_PROVIDER";
+
+/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file).
+pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
+    match spec.trim().split_once(':') {
+        Some(("native", path)) if !path.is_empty() => Ok(Box::new(NativeProvider::open(path)?)),
+        _ => Err(Error::KeyProviderSpec(spec.to_owned())),
+    }
+}

@@ -16,9 +16,10 @@
 
 use super::material::{Kek, KeyRef, ProviderKind, random_bytes};
 use super::provider::KeyProvider;
-use crate::error::{Error, Result};
+use crate::error::{Error, ProviderFault, Result};
+use crate::files::{AtomicFile, FileKinds, Overwrite, open_file, read_small};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -56,8 +57,36 @@ impl core::fmt::Debug for NativeProvider {
     }
 }
 
-fn provider_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::KeyProvider { provider: format!("native:{}", path.display()), reason: reason.into() }
+fn provider_error(path: &Path, fault: ProviderFault, reason: impl Into<String>) -> Error {
+    Error::KeyProvider { provider: format!("native:{}", path.display()), fault, reason: reason.into() }
+}
+
+/// The fault behind an I/O error on the KDK file.
+fn io_fault(err: &std::io::Error) -> ProviderFault {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => ProviderFault::NotFound,
+        std::io::ErrorKind::PermissionDenied => ProviderFault::Denied,
+        _ => ProviderFault::Unreachable,
+    }
+}
+
+/// An error of `files` on the KDK or backup file, as a provider error that keeps its fault.
+fn file_error(path: &Path, err: Error) -> Error {
+    let fault = match &err {
+        Error::Io { cause: source, .. } if source.io_error().kind() == std::io::ErrorKind::AlreadyExists => {
+            ProviderFault::Misconfigured
+        }
+        Error::Io { cause: source, .. } if source.io_error().kind() == std::io::ErrorKind::InvalidInput => {
+            ProviderFault::Misconfigured
+        }
+        Error::Io { cause: source, .. } => io_fault(source.io_error()),
+        _ => ProviderFault::Misconfigured,
+    };
+    let reason = match &err {
+        Error::Io { cause: source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    provider_error(path, fault, reason)
 }
 
 impl NativeProvider {
@@ -67,7 +96,7 @@ impl NativeProvider {
         let path = path.as_ref();
         let mut kdk = Zeroizing::new([0u8; KDK_LEN]);
         random_bytes(&mut kdk[..])?;
-        write_new_file(path, &kdk[..]).map_err(|reason| provider_error(path, reason))?;
+        write_new_file(path, &kdk[..])?;
         Ok(NativeProvider::from_kdk(path, kdk))
     }
 
@@ -75,13 +104,20 @@ impl NativeProvider {
     /// nor others may read or write.
     pub fn open(path: impl AsRef<Path>) -> Result<NativeProvider> {
         let path = path.as_ref();
-        let fail = |reason: String| provider_error(path, reason);
-        let mut file =
-            std::fs::File::open(path).map_err(|err| fail(format!("cannot open the KDK file: {err}")))?;
-        let meta = file.metadata().map_err(|err| fail(format!("cannot read the KDK file: {err}")))?;
-        if !meta.is_file() {
-            return Err(fail("the KDK path is not a regular file".into()));
-        }
+        let fail = |reason: String| provider_error(path, ProviderFault::Misconfigured, reason);
+        let mut file = open_file(path, false, FileKinds::Regular).map_err(|err| match err {
+            Error::Io { cause: source, .. } => {
+                let fault = match source.io_error().kind() {
+                    std::io::ErrorKind::InvalidInput => ProviderFault::Misconfigured,
+                    _ => io_fault(source.io_error()),
+                };
+                provider_error(path, fault, format!("cannot open the KDK file: {source}"))
+            }
+            other => other,
+        })?;
+        let meta = file.metadata().map_err(|err| {
+            provider_error(path, io_fault(&err), format!("cannot read the KDK file: {err}"))
+        })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(fail(format!(
@@ -95,8 +131,7 @@ impl NativeProvider {
             )));
         }
         let mut kdk = Zeroizing::new([0u8; KDK_LEN]);
-        std::io::Read::read_exact(&mut file, &mut kdk[..])
-            .map_err(|err| fail(format!("cannot read the KDK file: {err}")))?;
+        file.read_exact(&mut kdk[..]).map_err(|err| fail(format!("cannot read the KDK file: {err}")))?;
         Ok(NativeProvider::from_kdk(path, kdk))
     }
 
@@ -119,6 +154,7 @@ impl NativeProvider {
         if passphrase.len() < MIN_PASSPHRASE_LEN {
             return Err(provider_error(
                 &self.path,
+                ProviderFault::Misconfigured,
                 format!("a backup passphrase needs at least {MIN_PASSPHRASE_LEN} characters"),
             ));
         }
@@ -139,7 +175,6 @@ impl NativeProvider {
             .expect("AES-GCM encrypts 32 bytes");
         header.extend_from_slice(&sealed);
         write_new_file(to, &header)
-            .map_err(|reason| Error::KeyProvider { provider: format!("backup {}", to.display()), reason })
     }
 
     /// Restores a KDK from a backup into `kdk_path`, which must not exist yet. A wrong passphrase or an
@@ -150,12 +185,17 @@ impl NativeProvider {
         kdk_path: impl AsRef<Path>,
     ) -> Result<NativeProvider> {
         let (backup, kdk_path) = (backup.as_ref(), kdk_path.as_ref());
-        let blob = std::fs::read(backup).map_err(|err| Error::KeyProvider {
-            provider: format!("backup {}", backup.display()),
-            reason: format!("cannot read it: {err}"),
+        // A backup has one length; a longer file is not one (and `/dev/zero` is refused unread).
+        let blob = read_small(backup, BACKUP_LEN).map_err(|err| match err {
+            Error::Io { cause: source, .. }
+                if source.io_error().kind() == std::io::ErrorKind::InvalidData =>
+            {
+                Error::BackupFormat("wrong length (truncated or extended)")
+            }
+            other => other,
         })?;
         let kdk = open_backup(&blob, passphrase)?;
-        write_new_file(kdk_path, &kdk[..]).map_err(|reason| provider_error(kdk_path, reason))?;
+        write_new_file(kdk_path, &kdk[..])?;
         Ok(NativeProvider::from_kdk(kdk_path, kdk))
     }
 
@@ -191,6 +231,7 @@ impl KeyProvider for NativeProvider {
         if key_ref.kind() != ProviderKind::Native {
             return Err(provider_error(
                 &self.path,
+                ProviderFault::NotFound,
                 format!(
                     "the key {key_ref} is held by a {} provider, not a native one",
                     key_ref.kind().name()
@@ -200,6 +241,7 @@ impl KeyProvider for NativeProvider {
         if key_ref.provider_id() != self.fingerprint {
             return Err(provider_error(
                 &self.path,
+                ProviderFault::NotFound,
                 format!(
                     "the key {key_ref} was made from another KDK (fingerprint {}); this KDK's fingerprint is {}",
                     key_ref.provider_id(),
@@ -253,31 +295,12 @@ fn open_backup(blob: &[u8], passphrase: &[u8]) -> Result<Zeroizing<[u8; KDK_LEN]
     Ok(kdk)
 }
 
-/// Writes `bytes` to a new file at `path` (mode 0600): a temporary file beside it is filled and synced,
-/// then linked into place only if nothing exists there, then the directory is synced.
-fn write_new_file(path: &Path, bytes: &[u8]) -> core::result::Result<(), String> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if std::fs::symlink_metadata(path).is_ok() {
-        return Err("the file already exists; refusing to overwrite it".into());
-    }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sectorcrypt-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|err| format!("cannot create a file in {}: {err}", dir.display()))?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|err| format!("cannot write: {err}"))?;
-    temp.persist_noclobber(path).map_err(|err| match err.error.kind() {
-        std::io::ErrorKind::AlreadyExists => "the file already exists; refusing to overwrite it".to_string(),
-        _ => format!("cannot create it: {}", err.error),
-    })?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        // Make the new name durable; a failure here leaves a complete file, so it is not an error.
-        let _ = dir.sync_all();
-    }
-    Ok(())
+/// Writes `bytes` to a new file at `path` (mode 0600) that appears complete or not at all, and never
+/// replaces an existing file.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file = AtomicFile::create(path, Overwrite::Refuse, 0o600).map_err(|err| file_error(path, err))?;
+    file.file()
+        .write_all(bytes)
+        .map_err(|err| provider_error(path, io_fault(&err), format!("cannot write: {err}")))?;
+    file.commit().map_err(|err| file_error(path, err))
 }

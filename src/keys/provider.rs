@@ -1,13 +1,9 @@
-//! The `KeyProvider` trait every provider implements, and choosing one from `--key-provider`.
+//! The `KeyProvider` trait every provider implements.
 
 use super::material::{Dek, Kek, KeyRef};
-use super::native::NativeProvider;
 use super::wrap::WrappedDek;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::KeySize;
-
-/// The environment variable that names the key provider where `--key-provider` is not given.
-pub const KEY_PROVIDER_ENV: &str = "SECTORCRYPT_KEY_PROVIDER";
 
 /// A source of key-encryption keys: the native provider, a KMIP server, an attested-host service.
 pub trait KeyProvider: Send + Sync + core::fmt::Debug {
@@ -40,13 +36,5 @@ pub trait KeyProvider: Send + Sync + core::fmt::Debug {
         let new_ref = self.create_kek(new_key_id)?;
         let new_kek = self.get_kek(&new_ref)?;
         wrapped.rewrap(&old_kek, &new_kek, &new_ref)
-    }
-}
-
-/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file).
-pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
-    match spec.trim().split_once(':') {
-        Some(("native", path)) if !path.is_empty() => Ok(Box::new(NativeProvider::open(path)?)),
-        _ => Err(Error::KeyProviderSpec(spec.to_owned())),
     }
 }

@@ -8,15 +8,17 @@
 //! to be written must not be encrypted in place. A worker serves one batch at a time; the volume keeps a
 //! pool of them, one per thread that is doing I/O.
 //!
+//! A transfer goes to a descriptor (io_uring or pread/pwrite on it) or, for a store that has none, to
+//! the [`Storage`] itself. Where io_uring cannot be had, [`Worker::new`] falls back to pread/pwrite
+//! and hands the reason back, for the volume to pass on as a notice: a library does not print.
+//!
 //! This is the only module of the crate that uses `unsafe`: io_uring's kernel interface takes raw
 //! buffer addresses, which the kernel reads or writes after the call that queued them has returned.
 
 #![allow(unsafe_code)]
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
-use std::sync::Once;
+use super::Storage;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Bytes per staging slot: the largest piece one request moves (a multiple of every data-unit size).
 pub const SLOT_LEN: usize = 256 * 1024;
@@ -29,7 +31,7 @@ pub const IO_ENGINE_ENV: &str = "SECTORCRYPT_IO";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoEngine {
-    /// io_uring if the kernel allows it, else `pread`/`pwrite` (with one note on stderr).
+    /// io_uring if the kernel allows it, else `pread`/`pwrite` (with a notice to the caller).
     #[default]
     Auto,
     /// io_uring only; an error where it is unavailable.
@@ -61,10 +63,19 @@ impl IoEngine {
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
 
-/// One queued transfer between a file and a staging slot.
+/// Where a transfer goes.
+#[derive(Clone, Copy)]
+pub enum Target<'f> {
+    /// A descriptor: io_uring or pread/pwrite on it.
+    Fd(BorrowedFd<'f>),
+    /// A store without one: its own `read_at`/`write_at`.
+    Store(&'f dyn Storage),
+}
+
+/// One queued transfer between a store and a staging slot.
 pub struct Op<'f> {
-    /// The file.
-    pub file: &'f File,
+    /// Where the bytes go or come from.
+    pub target: Target<'f>,
     /// Byte offset in the file.
     pub offset: u64,
     /// Which staging slot.
@@ -89,16 +100,15 @@ pub struct Worker {
     depth: usize,
 }
 
-static FALLBACK_NOTE: Once = Once::new();
-
 impl Worker {
-    /// A worker with `depth` slots, on the engine asked for.
-    pub fn new(engine: IoEngine, depth: usize) -> std::io::Result<Worker> {
+    /// A worker with `depth` slots, on the engine asked for. With [`IoEngine::Auto`], a kernel that
+    /// refuses io_uring gives a pread/pwrite worker and the reason, as the second value.
+    pub fn new(engine: IoEngine, depth: usize) -> std::io::Result<(Worker, Option<std::io::Error>)> {
         let depth = depth.clamp(1, 4096);
         let arena = vec![Page([0; PAGE]); depth * SLOT_LEN / PAGE];
         let mut worker = Worker { ring: None, arena, depth };
         if engine == IoEngine::Sync {
-            return Ok(worker);
+            return Ok((worker, None));
         }
         match io_uring::IoUring::new(depth.next_power_of_two() as u32) {
             Ok(ring) => {
@@ -110,11 +120,9 @@ impl Worker {
                 worker.ring = Some(Ring { ring, fixed });
             }
             Err(err) if engine == IoEngine::Uring => return Err(err),
-            Err(err) => FALLBACK_NOTE.call_once(|| {
-                eprintln!("sectorcrypt: note: io_uring is unavailable ({err}); using pread/pwrite");
-            }),
+            Err(err) => return Ok((worker, Some(err))),
         }
-        Ok(worker)
+        Ok((worker, None))
     }
 
     /// Slots per batch.
@@ -135,12 +143,21 @@ impl Worker {
     /// Runs every op (at most `depth`, each in its own slot) and returns when all are done. A short
     /// transfer is continued; end of file on a read is an error.
     pub fn run(&mut self, ops: &[Op<'_>]) -> std::io::Result<()> {
-        assert!(ops.len() <= self.depth, "more ops than slots");
-        for op in ops {
-            assert!(op.slot < self.depth && op.len <= SLOT_LEN, "op outside the arena");
+        let outside =
+            ops.len() > self.depth || ops.iter().any(|op| op.slot >= self.depth || op.len > SLOT_LEN);
+        if outside {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "transfers outside the staging arena",
+            ));
         }
+        let all_fds = ops.iter().all(|op| matches!(op.target, Target::Fd(_)));
         match self.ring.take() {
             None => self.run_sync(ops),
+            Some(ring) if !all_fds => {
+                self.ring = Some(ring);
+                self.run_sync(ops)
+            }
             Some(ring) => {
                 let result = self.run_uring(&ring, ops);
                 if result.is_ok() {
@@ -162,10 +179,11 @@ impl Worker {
         let bytes = bytemuck::cast_slice_mut::<Page, u8>(&mut self.arena);
         for op in ops {
             let slot = &mut bytes[op.slot * SLOT_LEN..][..op.len];
-            if op.write {
-                op.file.write_all_at(slot, op.offset)?
-            } else {
-                op.file.read_exact_at(slot, op.offset)?
+            match (op.target, op.write) {
+                (Target::Store(store), true) => store.write_at(slot, op.offset)?,
+                (Target::Store(store), false) => store.read_at(slot, op.offset)?,
+                (Target::Fd(fd), true) => pwrite_all(fd, slot, op.offset)?,
+                (Target::Fd(fd), false) => pread_exact(fd, slot, op.offset)?,
             }
         }
         Ok(())
@@ -220,7 +238,10 @@ impl Worker {
     ) -> std::io::Result<()> {
         use io_uring::{opcode, types};
         let op = &ops[index];
-        let fd = types::Fd(op.file.as_raw_fd());
+        let Target::Fd(fd) = op.target else {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "io_uring needs a descriptor"));
+        };
+        let fd = types::Fd(fd.as_raw_fd());
         let len = (op.len - from) as u32;
         let offset = op.offset + from as u64;
         // The address stays inside the arena: `run` checked slot < depth and len <= SLOT_LEN.
@@ -239,6 +260,36 @@ impl Worker {
         let pushed = unsafe { ring.ring.submission_shared().push(&entry) };
         pushed.map_err(|_| std::io::Error::other("io_uring submission queue full"))
     }
+}
+
+fn pread_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
 }
 
 fn ring_completions(ring: &Ring) -> Vec<(u64, i32)> {

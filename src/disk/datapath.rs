@@ -1,0 +1,589 @@
+//! The data path of an open volume: one encrypted disk (VM mode) or the members of a disk group
+//! (datastore mode), presented as one logical address space of data units.
+//!
+//! Logical byte `x` lies in stripe `x / stripe`, on member `stripe % members`, at member offset
+//! `(stripe / members) * stripe_len + x % stripe_len` from the member's data area. A VM-mode disk is
+//! the case of one member whose one stripe is the whole disk. The tweak of a data unit is its *logical*
+//! number `x / data_unit`, so no two units of a group, on any member, share a (key, tweak) pair.
+//!
+//! Every request is cut into pieces that stay within one stripe and one staging slot; pieces go to a
+//! [`Worker`] `queue_depth` at a time: writes are encrypted into the worker's slots (in parallel across
+//! slots when the round is large) and queued; reads are queued, then decrypted in the slots and copied
+//! out. Writes that cover only part of a data unit read the unit first (read-modify-write) under a
+//! per-unit lock, so concurrent writers never lose each other's bytes.
+//!
+//! Thin provisioning: a data unit whose ciphertext is all zeros has never been written (or was
+//! discarded) and reads as zeros; a write whose ciphertext would be all zeros is refused, so no
+//! written unit is ever taken for an unwritten one (`docs/FORMAT.md`, "Unallocated data units").
+
+use super::format::Header;
+use super::members::{Member, disk_error, storage_error};
+use crate::error::{DiskFault, Error, Result};
+use crate::storage::IoEngine;
+use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
+use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD, Xts};
+use rayon::prelude::*;
+use std::sync::{Mutex, MutexGuard};
+
+/// Stripes of the per-unit write lock: unit `n` is guarded by lock `n % UNIT_LOCKS`.
+const UNIT_LOCKS: u64 = 64;
+/// Default number of requests in flight per worker.
+pub const DEFAULT_QUEUE_DEPTH: usize = 32;
+
+/// How to open a disk or group.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Open for writing (takes the exclusive advisory lock).
+    pub writable: bool,
+    /// Cipher backend.
+    pub backend: BackendChoice,
+    /// io_uring, pread/pwrite, or auto.
+    pub io: IoEngine,
+    /// Requests in flight per worker.
+    pub queue_depth: usize,
+    /// Try O_DIRECT (used where the file system accepts it and data units are 4 KiB or more).
+    pub direct: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            writable: false,
+            backend: BackendChoice::Auto,
+            io: IoEngine::Auto,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            direct: true,
+        }
+    }
+}
+
+/// Something the caller may want to tell a person about an open volume; nothing here stops it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A header copy is damaged or stale and the other copy is in use; `repair` rewrites it.
+    HeaderCopy {
+        /// The member.
+        member: String,
+        /// Which copy (0 or 1).
+        copy: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// io_uring could not be set up, so pread/pwrite moves the data.
+    IoUringUnavailable {
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+impl core::fmt::Display for Notice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Notice::HeaderCopy { member, copy, problem } => {
+                write!(
+                    f,
+                    "{member}: header copy {copy} is {problem}; the other copy is in use (run `repair`)"
+                )
+            }
+            Notice::IoUringUnavailable { reason } => {
+                write!(f, "io_uring is unavailable ({reason}); using pread/pwrite")
+            }
+        }
+    }
+}
+
+/// One request of a batch. Requests in one batch run concurrently: their order is not defined, as on a
+/// device queue, so a batch should not read what it writes.
+#[derive(Debug)]
+pub enum IoRequest<'a> {
+    /// Fill `buf` from logical byte `offset`.
+    Read {
+        /// Logical byte offset.
+        offset: u64,
+        /// Destination.
+        buf: &'a mut [u8],
+    },
+    /// Write `data` at logical byte `offset`.
+    Write {
+        /// Logical byte offset.
+        offset: u64,
+        /// Source.
+        data: &'a [u8],
+    },
+}
+
+/// An open encrypted disk or disk group.
+pub struct Volume {
+    pub(crate) members: Vec<Member>,
+    xts: Xts,
+    unit: u64,
+    stripe: u64,
+    size: u64,
+    options: OpenOptions,
+    workers: Mutex<Vec<Worker>>,
+    unit_locks: Vec<Mutex<()>>,
+    notices: Vec<Notice>,
+    /// The benchmark baseline: the same path with the cipher left out.
+    passthrough: bool,
+}
+
+impl core::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Volume")
+            .field("members", &self.members.iter().map(|m| m.name()).collect::<Vec<_>>())
+            .field("size", &self.size)
+            .field("data_unit", &self.unit)
+            .field("xts", &self.xts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Volume {
+    /// A volume over checked members, with `xts` (or no cipher, if `passthrough`).
+    pub(crate) fn from_members(
+        members: Vec<Member>,
+        xts: Xts,
+        options: OpenOptions,
+        passthrough: bool,
+    ) -> Result<Volume> {
+        let header = members[0].header();
+        let Some(size) = header.data_size.checked_mul(members.len() as u64) else {
+            return Err(disk_error(
+                members[0].name(),
+                DiskFault::InvalidLayout,
+                "the group passes 2^64 bytes",
+            ));
+        };
+        let notices = members
+            .iter()
+            .flat_map(|m| {
+                m.headers.problems().into_iter().enumerate().filter_map(|(copy, problem)| {
+                    problem.map(|problem| Notice::HeaderCopy { member: m.name().to_owned(), copy, problem })
+                })
+            })
+            .collect();
+        let mut volume = Volume {
+            unit: header.data_unit as u64,
+            stripe: header.place.stripe,
+            size,
+            xts,
+            members,
+            options,
+            workers: Mutex::default(),
+            unit_locks: (0..UNIT_LOCKS).map(|_| Mutex::new(())).collect(),
+            notices,
+            passthrough,
+        };
+        // The first worker now, so a fallback from io_uring is known (and told) at open.
+        let (worker, fallback) = volume.new_worker()?;
+        if let Some(err) = fallback {
+            volume.notices.push(Notice::IoUringUnavailable { reason: err.to_string() });
+        }
+        volume.put_worker(worker);
+        Ok(volume)
+    }
+
+    /// What the caller may want to tell a person: damaged header copies, an io_uring fallback.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    /// Logical size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes per data unit.
+    pub fn data_unit(&self) -> usize {
+        self.unit as usize
+    }
+
+    /// The header that counts, of member 0.
+    pub fn header(&self) -> &Header {
+        self.members[0].header()
+    }
+
+    /// The members' names (their paths, for files), in member order.
+    pub fn names(&self) -> Vec<&str> {
+        self.members.iter().map(|m| m.name()).collect()
+    }
+
+    /// Whether the data area of every member moves through O_DIRECT.
+    pub fn is_direct(&self) -> bool {
+        self.members.iter().all(|m| m.storage.direct_fd().is_some_and(|(_, direct)| direct))
+    }
+
+    /// `"io_uring"` or `"pread/pwrite"`: what moves this volume's bytes.
+    pub fn io_engine_name(&self) -> Result<&'static str> {
+        let worker = self.take_worker()?;
+        let name =
+            if worker.uses_uring() && self.engine() != IoEngine::Sync { "io_uring" } else { "pread/pwrite" };
+        self.put_worker(worker);
+        Ok(name)
+    }
+
+    /// The cipher backend in use.
+    pub fn backend(&self) -> crate::Backend {
+        self.xts.backend()
+    }
+
+    /// Bytes of backing store the members use, where every store can tell (sparse files).
+    pub fn allocated(&self) -> Option<u64> {
+        self.members.iter().map(|m| m.storage.allocated()).sum()
+    }
+
+    /// Reads `buf.len()` bytes at logical `offset` (any offset and length).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.submit(&mut [IoRequest::Read { offset, buf }])
+    }
+
+    /// Writes `data` at logical `offset` (any offset and length; partial units are read, changed and
+    /// written back).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.submit(&mut [IoRequest::Write { offset, data }])
+    }
+
+    /// Makes every completed write durable (a flush of every member's store).
+    pub fn flush(&self) -> Result<()> {
+        for member in &self.members {
+            member.storage.flush().map_err(|err| storage_error(member.storage.as_ref(), err))?;
+        }
+        Ok(())
+    }
+
+    /// Gives back the whole data units inside `len` bytes at `offset` (TRIM/UNMAP): they read as zeros
+    /// afterwards, and the stores deallocate them where they can. Partial units at either end are
+    /// written as zeros instead. Returns the bytes deallocated.
+    pub fn discard(&self, offset: u64, len: u64) -> Result<u64> {
+        self.check_request(offset, len, true)?;
+        let first_whole = offset.div_ceil(self.unit) * self.unit;
+        let end = offset + len;
+        let last_whole = end / self.unit * self.unit;
+        if first_whole >= last_whole {
+            return self.write_at(offset, &vec![0u8; len as usize]).map(|()| 0);
+        }
+        self.write_at(offset, &vec![0u8; (first_whole - offset) as usize])?;
+        self.write_at(last_whole, &vec![0u8; (end - last_whole) as usize])?;
+        let _guards = self.lock_units(self.lock_mask(first_whole, last_whole - first_whole));
+        let mut pieces = Vec::new();
+        let mut at = first_whole;
+        while at < last_whole {
+            let take = (last_whole - at).min(self.stripe - at % self.stripe);
+            self.cut(0, at, take.min(usize::MAX as u64) as usize, true, &mut pieces);
+            at += take;
+        }
+        for piece in &pieces {
+            let member = &self.members[piece.member];
+            member
+                .storage
+                .discard(piece.physical, piece.len as u64)
+                .map_err(|err| storage_error(member.storage.as_ref(), err))?;
+        }
+        Ok(last_whole - first_whole)
+    }
+
+    fn check_request(&self, offset: u64, len: u64, write: bool) -> Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(Error::OutOfRange { offset, len, size: self.size });
+        }
+        if write && !self.options.writable {
+            return Err(disk_error(self.members[0].name(), DiskFault::ReadOnly, "is open read-only"));
+        }
+        Ok(())
+    }
+
+    /// Runs a batch of requests, up to `queue_depth` pieces in flight. Every request is checked before
+    /// any I/O starts; a refused batch reads and writes nothing.
+    pub fn submit(&self, requests: &mut [IoRequest<'_>]) -> Result<()> {
+        let mut write_locks = 0u64;
+        for request in requests.iter() {
+            let (offset, len) = request.span();
+            let write = matches!(request, IoRequest::Write { .. });
+            self.check_request(offset, len, write)?;
+            if write && len > 0 {
+                write_locks |= self.lock_mask(offset, len);
+            }
+        }
+        let _guards = self.lock_units(write_locks);
+
+        // Requests that do not cover whole units go through an aligned temporary buffer.
+        let mut temps: Vec<Option<(u64, Vec<u8>)>> = requests.iter().map(|r| self.aligned_temp(r)).collect();
+        // Read-modify-write: fetch the partial head and tail units of unaligned writes first.
+        let mut rmw = Vec::new();
+        for (request, temp) in requests.iter().zip(temps.iter_mut()) {
+            if let (IoRequest::Write { offset, .. }, Some((start, buf))) = (request, temp) {
+                let head = !offset.is_multiple_of(self.unit);
+                let (_, len) = request.span();
+                let tail = !(offset + len).is_multiple_of(self.unit);
+                let unit = self.unit as usize;
+                if buf.len() == unit {
+                    rmw.push((*start, Dir::Read(buf)));
+                } else {
+                    let last_start = *start + (buf.len() - unit) as u64;
+                    let (first, rest) = buf.split_at_mut(unit);
+                    let rest_len = rest.len();
+                    let last = &mut rest[rest_len - unit..];
+                    if head {
+                        rmw.push((*start, Dir::Read(first)));
+                    }
+                    if tail {
+                        rmw.push((last_start, Dir::Read(last)));
+                    }
+                }
+            }
+        }
+        self.run_aligned(&mut rmw)?;
+        drop(rmw);
+        for (request, temp) in requests.iter().zip(temps.iter_mut()) {
+            if let (IoRequest::Write { offset, data }, Some((start, buf))) = (request, temp) {
+                let at = (offset - *start) as usize;
+                buf[at..at + data.len()].copy_from_slice(data);
+            }
+        }
+        let mut dirs: Vec<(u64, Dir<'_>)> = Vec::with_capacity(requests.len());
+        for (request, temp) in requests.iter_mut().zip(temps.iter_mut()) {
+            dirs.push(match (request, temp) {
+                (IoRequest::Read { offset, buf }, None) => (*offset, Dir::Read(buf)),
+                (IoRequest::Write { offset, data }, None) => (*offset, Dir::Write(data)),
+                (IoRequest::Read { .. }, Some((start, buf))) => (*start, Dir::Read(buf)),
+                (IoRequest::Write { .. }, Some((start, buf))) => (*start, Dir::Write(buf)),
+            });
+        }
+        self.run_aligned(&mut dirs)?;
+        drop(dirs);
+        for (request, temp) in requests.iter_mut().zip(temps) {
+            if let (IoRequest::Read { offset, buf }, Some((start, temp))) = (request, temp) {
+                let at = (*offset - start) as usize;
+                buf.copy_from_slice(&temp[at..at + buf.len()]);
+            }
+        }
+        Ok(())
+    }
+
+    /// For a request that does not cover whole data units: the aligned span's start and a buffer for it.
+    fn aligned_temp(&self, request: &IoRequest<'_>) -> Option<(u64, Vec<u8>)> {
+        let (offset, len) = request.span();
+        if len == 0 || (offset % self.unit == 0 && len % self.unit == 0) {
+            return None;
+        }
+        let start = offset / self.unit * self.unit;
+        let end = (offset + len).div_ceil(self.unit) * self.unit;
+        Some((start, vec![0u8; (end - start) as usize]))
+    }
+
+    fn lock_mask(&self, offset: u64, len: u64) -> u64 {
+        let (first, last) = (offset / self.unit, (offset + len - 1) / self.unit);
+        if last - first + 1 >= UNIT_LOCKS {
+            return u64::MAX;
+        }
+        (first..=last).fold(0, |mask, unit| mask | 1 << (unit % UNIT_LOCKS))
+    }
+
+    /// Takes the unit locks in `mask`, always in ascending order so two batches cannot deadlock.
+    fn lock_units(&self, mask: u64) -> Vec<MutexGuard<'_, ()>> {
+        (0..UNIT_LOCKS)
+            .filter(|bit| mask & (1 << bit) != 0)
+            .map(|bit| self.unit_locks[bit as usize].lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            .collect()
+    }
+
+    fn new_worker(&self) -> Result<(Worker, Option<std::io::Error>)> {
+        Worker::new(self.engine(), self.options.queue_depth)
+            .map_err(|err| storage_error(self.members[0].storage.as_ref(), err))
+    }
+
+    fn take_worker(&self) -> Result<Worker> {
+        let pooled = self.workers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(worker) => Ok(worker),
+            None => self.new_worker().map(|(worker, _)| worker),
+        }
+    }
+
+    fn put_worker(&self, worker: Worker) {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
+    }
+
+    /// The engine `auto` means here: io_uring for O_DIRECT files, where requests really run
+    /// asynchronously; pread/pwrite for page-cache I/O, which is a synchronous copy either way and which
+    /// io_uring hands to its worker threads for writes, adding a wakeup (`docs/PERFORMANCE.md`). Stores
+    /// without a descriptor move their bytes through the [`Storage`](crate::storage::Storage) trait.
+    fn engine(&self) -> IoEngine {
+        let all_fds = self.members.iter().all(|m| m.storage.direct_fd().is_some());
+        match self.options.io {
+            _ if !all_fds => IoEngine::Sync,
+            IoEngine::Auto if !self.is_direct() => IoEngine::Sync,
+            engine => engine,
+        }
+    }
+
+    /// Whole-unit requests: cut into pieces, staged, encrypted or decrypted, moved `depth` at a time.
+    fn run_aligned(&self, requests: &mut [(u64, Dir<'_>)]) -> Result<()> {
+        let mut pieces = Vec::new();
+        for (index, (offset, dir)) in requests.iter().enumerate() {
+            self.cut(index, *offset, dir.len(), dir.is_write(), &mut pieces);
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let mut worker = self.take_worker()?;
+        let depth = worker.depth();
+        let units = DataUnits::new(self.unit as usize)?;
+        for round in pieces.chunks(depth.max(1)) {
+            let mut staged: Vec<(&mut [u8], &Piece)> =
+                worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
+            for (slot, piece) in staged.iter_mut() {
+                if let Dir::Write(data) = &requests[piece.request].1 {
+                    slot.copy_from_slice(&data[piece.buf_offset..][..piece.len]);
+                }
+            }
+            self.crypt(&mut staged, units, true)?;
+            drop(staged);
+            let ops: Vec<Op<'_>> = round
+                .iter()
+                .enumerate()
+                .map(|(slot, piece)| {
+                    let storage = self.members[piece.member].storage.as_ref();
+                    let target = match storage.direct_fd() {
+                        Some((fd, _)) => Target::Fd(fd),
+                        None => Target::Store(storage),
+                    };
+                    Op { target, offset: piece.physical, slot, len: piece.len, write: piece.write }
+                })
+                .collect();
+            if let Err(err) = worker.run(&ops) {
+                return Err(storage_error(self.members[round[0].member].storage.as_ref(), err));
+            }
+            let mut staged: Vec<(&mut [u8], &Piece)> =
+                worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
+            self.crypt(&mut staged, units, false)?;
+            for (slot, piece) in staged.iter() {
+                if let Dir::Read(buf) = &mut requests[piece.request].1 {
+                    buf[piece.buf_offset..][..piece.len].copy_from_slice(slot);
+                }
+            }
+        }
+        self.put_worker(worker);
+        Ok(())
+    }
+
+    /// Encrypts the staged writes (`writes`) or decrypts the staged reads (`!writes`); across slots in
+    /// parallel when the round is large enough to pay for waking the pool.
+    fn crypt(&self, staged: &mut [(&mut [u8], &Piece)], units: DataUnits, writes: bool) -> Result<()> {
+        if self.passthrough {
+            return Ok(());
+        }
+        let one = |(slot, piece): &mut (&mut [u8], &Piece)| -> Result<()> {
+            match (piece.write, writes) {
+                (true, true) => self.encrypt_piece(slot, units.starting_at(piece.first_unit)),
+                (false, false) => self.decrypt_piece(slot, units.starting_at(piece.first_unit)),
+                _ => Ok(()),
+            }
+        };
+        let bytes: usize =
+            staged.iter().filter(|(_, piece)| piece.write == writes).map(|(slot, _)| slot.len()).sum();
+        if bytes >= PARALLEL_THRESHOLD {
+            staged.par_iter_mut().try_for_each(one)
+        } else {
+            staged.iter_mut().try_for_each(one)
+        }
+    }
+
+    /// Encrypts whole units; refuses (before anything is written) a unit whose ciphertext would be all
+    /// zeros, which would read back as an unwritten unit.
+    fn encrypt_piece(&self, slot: &mut [u8], units: DataUnits) -> Result<()> {
+        self.xts.encrypt_units(slot, units)?;
+        if let Some(index) = slot.chunks_exact(self.unit as usize).position(is_zero) {
+            return Err(Error::UnwritableUnit(units.first() + index as u64));
+        }
+        Ok(())
+    }
+
+    /// Decrypts whole units, leaving all-zero (unwritten) units as zeros.
+    fn decrypt_piece(&self, slot: &mut [u8], units: DataUnits) -> Result<()> {
+        let unit = self.unit as usize;
+        let mut start = 0;
+        while start < slot.len() {
+            // The run of written units from `start`, then the run of unwritten ones after it.
+            let written = slot[start..].chunks_exact(unit).take_while(|u| !is_zero(u)).count() * unit;
+            if written > 0 {
+                let first = units.first() + (start / unit) as u64;
+                self.xts.decrypt_units(&mut slot[start..start + written], units.starting_at(first))?;
+            }
+            start += written;
+            start += slot[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
+        }
+        Ok(())
+    }
+
+    /// Cuts `len` logical bytes at `offset` (unit aligned) into pieces within one stripe and one slot.
+    fn cut(&self, request: usize, offset: u64, len: usize, write: bool, pieces: &mut Vec<Piece>) {
+        let count = self.members.len() as u64;
+        let data_offset = self.header().data_offset;
+        let mut done = 0usize;
+        while done < len {
+            let at = offset + done as u64;
+            let (stripe, within) = (at / self.stripe, at % self.stripe);
+            let take = (len - done).min((self.stripe - within) as usize).min(SLOT_LEN);
+            pieces.push(Piece {
+                request,
+                member: (stripe % count) as usize,
+                physical: data_offset + (stripe / count) * self.stripe + within,
+                first_unit: at / self.unit,
+                len: take,
+                buf_offset: done,
+                write,
+            });
+            done += take;
+        }
+    }
+}
+
+/// Whether a data unit's ciphertext is all zeros. Real ciphertext almost always has a non-zero first
+/// word, so this costs one load per written unit.
+fn is_zero(unit: &[u8]) -> bool {
+    let (head, rest) = unit.split_at(unit.len().min(16));
+    head.iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
+}
+
+impl IoRequest<'_> {
+    /// The logical offset and length of the request.
+    pub fn span(&self) -> (u64, u64) {
+        match self {
+            IoRequest::Read { offset, buf } => (*offset, buf.len() as u64),
+            IoRequest::Write { offset, data } => (*offset, data.len() as u64),
+        }
+    }
+}
+
+/// The caller's side of an aligned request.
+enum Dir<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
+impl Dir<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Dir::Read(buf) => buf.len(),
+            Dir::Write(data) => data.len(),
+        }
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self, Dir::Write(_))
+    }
+}
+
+/// A piece of a request inside one stripe and one staging slot.
+#[derive(Debug)]
+struct Piece {
+    request: usize,
+    member: usize,
+    physical: u64,
+    first_unit: u64,
+    len: usize,
+    buf_offset: usize,
+    write: bool,
+}

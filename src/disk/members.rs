@@ -1,0 +1,225 @@
+//! The members of a volume: a store each, with its header pair read, written and checked.
+//!
+//! A header update writes the copy that is not current first (with the next sequence number), flushes,
+//! then the other, so a crash at any point leaves a complete copy with the old or the new content.
+//! Opening checks that the given stores form what was asked for: one VM-mode disk, or every member of
+//! one group, in agreement about the layout, the wrapped key and the key generation.
+
+use super::format::{HEADER_LEN, HEADER_OFFSETS, Header, HeaderPair, Mode, uuid_string};
+use crate::error::{DiskFault, Error, Result};
+use crate::files::{FileKinds, open_file};
+use crate::storage::{FileStorage, Storage};
+use std::path::Path;
+
+/// One disk file or group member.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) storage: Box<dyn Storage>,
+    pub(crate) headers: HeaderPair,
+}
+
+pub(crate) fn disk_error(name: &str, fault: DiskFault, reason: impl Into<String>) -> Error {
+    Error::Disk { path: name.to_owned(), fault, reason: reason.into() }
+}
+
+pub(crate) fn storage_error(storage: &dyn Storage, err: std::io::Error) -> Error {
+    Error::io(storage.name(), err)
+}
+
+impl Member {
+    pub(crate) fn name(&self) -> &str {
+        self.storage.name()
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        self.headers.header()
+    }
+
+    /// Locks the store, reads its header pair and checks that the store holds the whole data area.
+    pub(crate) fn open(storage: Box<dyn Storage>, writable: bool) -> Result<Member> {
+        if let Err(err) = storage.lock(writable) {
+            return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+                disk_error(storage.name(), DiskFault::Busy, "is open for writing by another process")
+            } else {
+                storage_error(storage.as_ref(), err)
+            });
+        }
+        let headers = read_pair(storage.as_ref())?;
+        let header = headers.header();
+        let len = storage.size().map_err(|err| storage_error(storage.as_ref(), err))?;
+        let needed = header.data_offset + header.data_size;
+        if len < needed {
+            return Err(disk_error(
+                storage.name(),
+                DiskFault::Truncated,
+                format!("truncated: {len} bytes, but its header describes {needed}"),
+            ));
+        }
+        Ok(Member { storage, headers })
+    }
+
+    /// Writes `header` as both copies, the one that is not current first, and reads them back.
+    pub(crate) fn write_pair(&mut self, header: &Header) -> Result<()> {
+        let first = 1 - self.headers.current;
+        let mut next = header.clone();
+        for (slot, step) in [(first, 1), (1 - first, 2)] {
+            next.sequence = self.header().sequence + step;
+            self.write_copy(&next, slot)?;
+        }
+        self.headers = read_pair(self.storage.as_ref())?;
+        Ok(())
+    }
+
+    /// Writes one header copy and flushes it.
+    pub(crate) fn write_copy(&self, header: &Header, slot: usize) -> Result<()> {
+        let fail = |err| storage_error(self.storage.as_ref(), err);
+        self.storage.write_at(&header.encode(slot), HEADER_OFFSETS[slot]).map_err(fail)?;
+        self.storage.flush().map_err(fail)
+    }
+
+    /// Reads the header pair again (after a repair wrote single copies).
+    pub(crate) fn reread(&mut self) -> Result<()> {
+        self.headers = read_pair(self.storage.as_ref())?;
+        Ok(())
+    }
+}
+
+/// Reads both header copies of a store. A copy past the end of a short store reads as damaged.
+pub(crate) fn read_pair(storage: &dyn Storage) -> Result<HeaderPair> {
+    let size = storage.size().map_err(|err| storage_error(storage, err))?;
+    HeaderPair::decode(|slot| {
+        let at = HEADER_OFFSETS[slot];
+        let len = size.saturating_sub(at).min(HEADER_LEN as u64) as usize;
+        let mut buf = vec![0u8; len];
+        storage.read_at(&mut buf, at)?;
+        Ok(buf)
+    })
+    .map_err(|err| match err {
+        Error::Header(reason) => {
+            disk_error(storage.name(), DiskFault::Corrupt, format!("disk header: {reason}"))
+        }
+        Error::NotADisk => disk_error(storage.name(), DiskFault::NotADisk, Error::NotADisk.to_string()),
+        other => other,
+    })
+}
+
+/// Reads both header copies of a disk file without any key (for `info`).
+pub fn read_headers(path: &Path) -> Result<HeaderPair> {
+    let file = open_file(path, false, FileKinds::RegularOrBlockDevice)?;
+    read_pair(&FileStorage::from_file(path, file, false))
+}
+
+/// Opens a disk file or member file, with an O_DIRECT data descriptor where `direct` asks for it and
+/// the data units are aligned for it on any device (4 KiB and more).
+pub(crate) fn open_file_member(path: &Path, writable: bool, direct: bool) -> Result<Member> {
+    let file = open_file(path, writable, FileKinds::RegularOrBlockDevice)?;
+    let mut storage = FileStorage::from_file(path, file, writable);
+    let headers = read_pair(&storage)?;
+    if direct && headers.header().data_unit >= 4096 {
+        storage.open_direct(path);
+    }
+    Member::open(Box::new(storage), writable)
+}
+
+/// Checks that `members` form one disk (VM) or one complete group (datastore), and puts them in
+/// member order.
+pub(crate) fn check_members(members: &mut [Member], mode: Mode) -> Result<()> {
+    if members.is_empty() {
+        return Err(disk_error("", DiskFault::MissingMember, "no disk given"));
+    }
+    if mode == Mode::Vm && members.len() != 1 {
+        return Err(disk_error(members[1].name(), DiskFault::Mismatch, "a VM-mode disk is opened alone"));
+    }
+    for member in members.iter() {
+        let found = member.header().mode;
+        if found != mode {
+            let command = match found {
+                Mode::Vm => "disk",
+                Mode::Datastore => "group",
+            };
+            return Err(disk_error(
+                member.name(),
+                DiskFault::Mismatch,
+                format!(
+                    "is a {}-mode disk, not {} mode (use `sectorcrypt {command}`)",
+                    found.name(),
+                    mode.name()
+                ),
+            ));
+        }
+    }
+    members.sort_by_key(|m| m.header().place.member_index);
+    check_group(members)
+}
+
+/// Every member agrees with member 0, no member is missing or given twice.
+pub(crate) fn check_group(members: &[Member]) -> Result<()> {
+    let Some(first_member) = members.first() else {
+        return Err(disk_error("", DiskFault::MissingMember, "no disk given"));
+    };
+    let first = first_member.header();
+    let count = first.place.member_count as usize;
+    for (index, member) in members.iter().enumerate() {
+        let header = member.header();
+        let fail = |fault, reason: String| Err(disk_error(member.name(), fault, reason));
+        if header.place.group_uuid != first.place.group_uuid {
+            return fail(
+                DiskFault::Mismatch,
+                format!(
+                    "belongs to group {}, not to group {} of {}",
+                    uuid_string(&header.place.group_uuid),
+                    uuid_string(&first.place.group_uuid),
+                    first_member.name()
+                ),
+            );
+        }
+        if header.place.member_index as usize != index {
+            let twice =
+                index > 0 && members[index - 1].header().place.member_index == header.place.member_index;
+            return if twice {
+                fail(
+                    DiskFault::Mismatch,
+                    format!("member {} of the group is given twice", header.place.member_index),
+                )
+            } else {
+                fail(
+                    DiskFault::MissingMember,
+                    format!(
+                        "member {index} of {count} is missing (this is member {})",
+                        header.place.member_index
+                    ),
+                )
+            };
+        }
+        if header.generation != first.generation {
+            return fail(
+                DiskFault::Mismatch,
+                format!(
+                    "is at key generation {}, member 0 at {} (an interrupted rekey?): run `group repair`",
+                    header.generation, first.generation
+                ),
+            );
+        }
+        let same_layout = header.data_unit == first.data_unit
+            && header.data_size == first.data_size
+            && header.data_offset == first.data_offset
+            && header.place.stripe == first.place.stripe
+            && header.place.member_count == first.place.member_count
+            && header.wrapped_dek == first.wrapped_dek;
+        if !same_layout {
+            return fail(
+                DiskFault::Mismatch,
+                "disagrees with member 0 about the layout or the wrapped key".into(),
+            );
+        }
+    }
+    if members.len() != count {
+        let last = &members[members.len() - 1];
+        return Err(disk_error(
+            last.name(),
+            DiskFault::MissingMember,
+            format!("the group has {count} members, {} given", members.len()),
+        ));
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The `sectorcrypt` binary: round trips, interop with the library, and every bad input giving a
 //! one-line error, a non-zero exit and no output file.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -48,7 +49,9 @@ fn raw_round_trip_matches_library_on_every_backend() {
         if backend != "auto" && !sectorcrypt::Backend::from_name(backend).unwrap().is_supported() {
             continue;
         }
-        let extra = ["--first-unit", "7", "--tweak-step", "8", "--backend", backend, "--threads", "2"];
+        // --force: each backend replaces the previous one's output.
+        let extra =
+            ["--first-unit", "7", "--tweak-step", "8", "--backend", backend, "--threads", "2", "--force"];
         let out = raw("encrypt", KEY256, "4096", &input, &output, &extra);
         assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(&output).unwrap(), expected, "{backend}");

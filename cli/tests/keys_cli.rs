@@ -1,6 +1,7 @@
 //! `sectorcrypt keys ...` and `raw --wrapped-key`: the happy paths, and every bad input refused with
 //! one line on stderr, a non-zero exit and the directory exactly as it was.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
@@ -156,10 +157,12 @@ fn bad_key_inputs_are_refused_and_change_nothing() {
         "wrong key-encryption key, or the wrapped key was altered",
     );
     refused(d, &check("kdk.backup", "native:kdk"), &[], "wrapped-key magic");
-    // A missing option is the argument parser's usage error (exit 2).
+    // A missing option is a usage error: one line and exit status 1, like every other error.
     let out = run_in(d, &["keys", "check", "dek"], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--key-provider <SPEC>"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--key-provider <SPEC>"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     refused(d, &["keys", "rewrap", "dek.altered", "--key-provider", "native:kdk"], &[], "was altered");
     refused(
         d,

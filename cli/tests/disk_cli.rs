@@ -322,3 +322,277 @@ fn disk_files_are_untouched_by_reads() {
     env.ok(&["disk", "info", "vm.disk"]);
     assert!(std::fs::read(env.path("vm.disk")).unwrap() == before);
 }
+
+/// Runs a command with `stdin` bytes fed to it; returns its output.
+fn run_with_stdin(env: &Env, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+        .current_dir(env.dir.path())
+        .args(args)
+        .env("SECTORCRYPT_KEY_PROVIDER", "native:kdk")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Waits at most `seconds` for a child; kills it and fails the test if it hangs.
+fn finishes_within(mut child: std::process::Child, seconds: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn outputs_never_replace_inputs_devices_or_existing_files() {
+    let env = Env::new();
+    env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
+    env.write_file("data", &common::pattern(MIB, 5));
+    env.ok(&["disk", "import", "vm.disk", "--from", "data"]);
+    // The disk itself, the KDK, a hard link to the disk, a symlink to the KDK: refused, even with --force.
+    std::fs::hard_link(env.path("vm.disk"), env.path("vm.link")).unwrap();
+    std::os::unix::fs::symlink("kdk", env.path("kdk.link")).unwrap();
+    for to in ["vm.disk", "kdk", "vm.link", "kdk.link"] {
+        env.refused(&["disk", "export", "vm.disk", "--to", to, "--force"], "an input of this command");
+    }
+    fn read(to: &str) -> [&str; 9] {
+        ["disk", "read", "vm.disk", "--offset", "0", "--length", "4096", "--to", to]
+    }
+    env.refused(&read("kdk"), "an input of this command");
+    // An existing regular file: refused without --force, replaced whole with it.
+    env.write_file("old", b"keep me");
+    env.refused(&read("old"), "already exists");
+    env.ok(&[&read("old")[..], &["--force"]].concat());
+    assert!(std::fs::read(env.path("old")).unwrap() == common::pattern(MIB, 5)[..4096]);
+    // A character device is written through and stays a device.
+    env.ok(&read("/dev/null"));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // `-` is standard output; the report goes to stderr so stdout holds only the data.
+    let out = env.run(&["disk", "export", "vm.disk", "--to", "-"], Some("native:kdk"));
+    assert!(out.status.success());
+    assert!(out.stdout == common::pattern(MIB, 5));
+    // A FIFO is written through, not replaced.
+    let fifo = env.path("pipe");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read(fifo).unwrap()
+    });
+    env.ok(&read("pipe"));
+    assert!(reader.join().unwrap() == common::pattern(MIB, 5)[..4096]);
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // No temporary file is left anywhere.
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".sectorcrypt"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn standard_input_streams_in() {
+    let env = Env::new();
+    env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
+    let data = common::pattern(300_000, 8);
+    let out = run_with_stdin(&env, &["disk", "import", "vm.disk", "--from", "-"], &data);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_stdin(&env, &["disk", "write", "vm.disk", "--offset", "5", "--from", "-"], b"hello");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.run(
+        &["disk", "read", "vm.disk", "--offset", "0", "--length", "300000", "--to", "-"],
+        Some("native:kdk"),
+    );
+    let mut expected = data.clone();
+    expected[5..10].copy_from_slice(b"hello");
+    assert!(out.stdout == expected);
+    // A stream longer than the disk stops with an error.
+    let out =
+        run_with_stdin(&env, &["disk", "write", "vm.disk", "--offset", "1048000", "--from", "-"], &[1; 1000]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn fifos_and_endless_files_are_refused_without_hanging() {
+    let env = Env::new();
+    let fifo = env.path("fifo");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let spawn = |args: &[&str], provider: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+            .current_dir(env.dir.path())
+            .args(args)
+            .env("SECTORCRYPT_KEY_PROVIDER", provider)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for (args, provider) in [
+        (&["disk", "info", "fifo"][..], "native:kdk"),
+        (&["keys", "new", "--to", "blob"][..], "native:fifo"),
+        (&["keys", "info", "fifo"][..], "native:kdk"),
+        (&["keys", "info", "/dev/zero"][..], "native:kdk"),
+        (
+            &[
+                "keys",
+                "native",
+                "restore",
+                "--from",
+                "/dev/zero",
+                "--kdk",
+                "k2",
+                "--passphrase-file",
+                "/dev/zero",
+            ][..],
+            "native:kdk",
+        ),
+        (
+            &["keys", "native", "backup", "--kdk", "kdk", "--to", "b", "--passphrase-file", "/dev/zero"][..],
+            "native:kdk",
+        ),
+    ] {
+        let status = finishes_within(spawn(args, provider), 20, &format!("{args:?}"));
+        assert_eq!(status.code(), Some(1), "{args:?}");
+    }
+}
+
+#[test]
+fn sizes_and_numbers_that_would_overflow_or_panic_are_refused() {
+    let env = Env::new();
+    let members = members(&["a", "b", "c", "d"]);
+    env.refused(&args(&["group", "create", "--size-per-member", "4194304T"], &members), "too large");
+    env.refused(&["demo", "--size-mib", "18446744073709551615"], "--size-mib");
+    env.refused(&["bench", "cipher", "--seconds", "nan"], "--seconds");
+    env.refused(&["disk", "create", "x.disk", "--size", "16385P"], "too large");
+    env.ok(&["disk", "create", "half.disk", "--size", "1.5M"]);
+    assert_eq!(env.json(&["disk", "info", "half.disk", "--json"])["data_size"], 3 * MIB / 2);
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let env = Env::new();
+    env.ok(&["group", "create", "--size-per-member", "1M", "--member", "g0", "--member", "g1"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+        .current_dir(env.dir.path())
+        .args(["group", "info", "--member", "g0", "--member", "g1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101), "panicked");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `group info` on a VM-mode disk is refused, as `group read` is.
+    env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
+    env.refused(&["group", "info", "--member", "vm.disk"], "use `sectorcrypt disk info`");
+}
+
+#[test]
+fn a_damaged_primary_header_warns_once_and_names_repair() {
+    let env = Env::new();
+    env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
+    env.corrupt("vm.disk", 100);
+    let out = env.run(
+        &["disk", "read", "vm.disk", "--offset", "0", "--length", "10", "--to", "-"],
+        Some("native:kdk"),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().filter(|l| l.contains("warning")).count(), 1, "{stderr}");
+    assert!(stderr.contains("header copy 0") && stderr.contains("repair"), "{stderr}");
+}
+
+#[test]
+fn unwritten_and_discarded_units_read_as_zeros_and_free_space() {
+    let env = Env::new();
+    env.ok(&["disk", "create", "vm.disk", "--size", "8M"]);
+    let info = env.json(&["disk", "info", "vm.disk", "--json"]);
+    let empty = info["allocated"].as_u64().unwrap();
+    assert!(empty < MIB as u64 + 256 * 1024, "created sparse: {empty} bytes allocated");
+    let read_all = || {
+        env.run(
+            &["disk", "read", "vm.disk", "--offset", "0", "--length", "8M", "--to", "-"],
+            Some("native:kdk"),
+        )
+        .stdout
+    };
+    assert!(read_all().iter().all(|&b| b == 0), "a new disk reads as zeros");
+    // Zeros written are encrypted (not mistaken for unwritten units) and read back as zeros.
+    env.write_file("zeros", &vec![0; MIB]);
+    env.ok(&["disk", "write", "vm.disk", "--offset", "0", "--from", "zeros"]);
+    let at_rest = std::fs::read(env.path("vm.disk")).unwrap();
+    assert!(at_rest[MIB..2 * MIB].chunks(4096).all(|u| u.iter().any(|&b| b != 0)));
+    env.write_file("data", &common::pattern(4 * MIB, 9));
+    env.ok(&["disk", "write", "vm.disk", "--offset", "1M", "--from", "data"]);
+    let full = env.json(&["disk", "info", "vm.disk", "--json"])["allocated"].as_u64().unwrap();
+    assert!(full >= empty + 5 * MIB as u64);
+    // Discard 1M+100 .. 3M+100: whole units inside are freed, the partial ends become zeros.
+    env.ok(&["disk", "discard", "vm.disk", "--offset", "1048676", "--length", "2M"]);
+    let after = env.json(&["disk", "info", "vm.disk", "--json"])["allocated"].as_u64().unwrap();
+    assert!(after <= full - 2 * MIB as u64 + 8192, "{after} vs {full}");
+    let mut expected = vec![0u8; 8 * MIB];
+    expected[MIB..5 * MIB].copy_from_slice(&common::pattern(4 * MIB, 9));
+    expected[MIB + 100..3 * MIB + 100].fill(0);
+    assert!(read_all() == expected);
+}
+
+#[test]
+fn killed_commands_leave_no_plaintext_and_no_core_dump_limit_is_open() {
+    let env = Env::new();
+    env.write_file("big", &common::pattern(64 * MIB, 4));
+    let key = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    for delay_ms in [5, 40, 120] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+            .current_dir(env.dir.path())
+            .args(["raw", "decrypt", "--key", key, "--data-unit", "4096", "--from", "big", "--to", "plain"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let names: Vec<String> = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "big" && n != "kdk" && n != "plain")
+            .collect();
+        assert!(names.is_empty(), "left behind after kill -9 at {delay_ms} ms: {names:?}");
+        let _ = std::fs::remove_file(env.path("plain"));
+    }
+    // A running command has core dumps off: its limit is zero.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+        .current_dir(env.dir.path())
+        .args(["raw", "encrypt", "--key", key, "--data-unit", "4096", "--from", "-", "--to", "out"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limits_path = format!("/proc/{}/limits", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut core_line = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let limits = std::fs::read_to_string(&limits_path).unwrap_or_default();
+        core_line =
+            limits.lines().find(|l| l.starts_with("Max core file size")).unwrap_or_default().to_owned();
+        if core_line.split_whitespace().nth(4) == Some("0") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let fields: Vec<&str> = core_line.split_whitespace().collect();
+    assert_eq!(fields.get(4..6), Some(&["0", "0"][..]), "{core_line}");
+}

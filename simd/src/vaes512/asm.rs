@@ -73,10 +73,10 @@ macro_rules! eight_rounds {
 /// In assembly so that all eight go through each round together. Written with intrinsics, the
 /// compiler's scheduler reordered the work in ways that depend on the build: without link-time
 /// optimisation (as a dependent crate is usually built) it took two states at a time through all
-/// fourteen rounds, which lowers register pressure but leaves too few independent rounds in flight
-/// (4 KiB units at 65% of the ECB ceiling instead of 90%); with it, it moved every tweak register's
-/// replacement in front of the first round. The two pins keep the replacement of register `j` between
-/// rounds `j + 1` and `j + 2`, spread as the pipes want it: 6% faster than all eight at the start.
+/// fourteen rounds, which lowers register pressure but leaves too few independent rounds in flight;
+/// with it, it moved every tweak register's replacement in front of the first round. The two pins keep
+/// the replacement of register `j` between rounds `j + 1` and `j + 2`, spread as the pipes want it
+/// rather than all eight at the start (figures: `docs/PERFORMANCE.md`).
 ///
 /// A helper with `#[target_feature]`, against the rule for helpers, because `asm!` takes 512-bit
 /// registers only in a function that enables AVX-512F; every caller is inlined into a kernel that

@@ -80,11 +80,11 @@ pub(crate) unsafe fn xts(
 }
 
 /// Registers per group: eight, thirty-two blocks, 512 bytes. In pairs of groups with AES-256, fifteen
-/// round keys and two groups of states and their tweaks already overflow the thirty-two registers;
-/// sixteen per group measured slower still.
+/// round keys and two groups of states and their tweaks already overflow the thirty-two registers,
+/// and sixteen per group spill more.
 const WIDE: usize = 8;
-/// Registers per group for AES-128 units in pairs of groups: four. Eight measured 6-18% slower there:
-/// eleven round keys and two groups of eight states and tweaks spill to the stack, while four fit,
+/// Registers per group for AES-128 units in pairs of groups: four. With eight, eleven round keys and
+/// two groups of eight states and tweaks spill to the stack, while four fit,
 /// and with rounds this short the core overlaps consecutive groups well enough to keep the AES pipes
 /// full.
 const NARROW: usize = 4;

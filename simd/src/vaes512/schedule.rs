@@ -5,8 +5,8 @@
 use super::*;
 
 /// The kernel for one direction and key size. A function of its own for each, not inlined into
-/// [`xts`]: in one function the four share a stack frame and a register allocation, and apart they
-/// measured up to 21% faster (AES-256 512-byte units in 64 KiB calls; one AES-128 unit per call 2-8%).
+/// [`xts`]: in one function the four share a stack frame and a register allocation, which slowed
+/// every one of them (`docs/PERFORMANCE.md`).
 ///
 /// # Safety
 /// The CPU must support the features of [`xts`].
@@ -41,7 +41,7 @@ pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
         let mut tweaks = encrypt_four_tweaks::<NR>(&tk512, number, step);
         let mut rest = buf;
         // The pairs keep their own batches, with each lane named where it is used: fed one unit at a
-        // time from `UnitFirstTweaks`, with its branch per unit, 512-byte units measured 6-10% slower.
+        // time from `UnitFirstTweaks`, they would pay its branch per unit.
         if unit_len == UNIT_PAIR / 2 && rest.len() >= UNIT_PAIR {
             // A 512-byte unit alone leaves the AES pipes half idle while its group drains: pair units
             // up so two independent groups overlap. Unit A of a pair runs while unit B's tweak
@@ -236,8 +236,8 @@ pub(super) unsafe fn chained_units<const DEC: bool, const NR: usize>(
 }
 
 /// The first tweaks of consecutive units (`AES_Key2` of their numbers), encrypted four units at a time,
-/// one per lane, a batch ahead of the units that use them. One serial chain of AES rounds per unit,
-/// even issued a unit ahead, measured 8-13% slower on 4 KiB units.
+/// one per lane, a batch ahead of the units that use them, rather than one serial chain of AES rounds
+/// per unit, which the units would wait for.
 pub(super) struct UnitFirstTweaks<'a, const NR: usize> {
     /// The tweak key's round keys, broadcast to every lane.
     pub(super) keys: &'a [__m512i; 15],
@@ -288,8 +288,8 @@ impl<'a, const NR: usize> UnitFirstTweaks<'a, NR> {
 }
 
 /// Whether AES-256 units of `unit_len` bytes, several per call, go through [`streamed_units`]: units
-/// of whole wide groups, longer than the 512-byte units that go through in pairs of units (streamed,
-/// those measured 2% slower). AES-128 units measured 1-2% slower streamed than in [`chained_units`].
+/// of whole wide groups, longer than the 512-byte units that go through in pairs of units. AES-128
+/// units stay in [`chained_units`], which suits their shorter rounds (`docs/PERFORMANCE.md`).
 pub(super) fn streams<const NR: usize>(unit_len: usize) -> bool {
     NR == 14 && unit_len > 64 * WIDE && unit_len.is_multiple_of(64 * WIDE)
 }
@@ -303,10 +303,8 @@ pub(super) fn streams<const NR: usize>(unit_len: usize) -> bool {
 /// and read by the last round as its memory operand. Eight states, eight tweak registers and the
 /// round keys then fit with a few round keys reloaded (pairs of wide groups need sixteen tweak
 /// registers, and their spills cost more), and a unit needs no half-step at its start. A function of
-/// its own: inlined into [`units`], it made the other layouts there up to 9% slower (register
-/// allocation is per function). A-B against [`chained_units`] (pairs of narrow groups, which spilled
-/// least), with the rounds in `asm!`: AES-256 1-16 KiB units in 64 KiB calls +4.7..+8.7%; AES-128
-/// measured 1-2% slower streamed, so it keeps [`chained_units`].
+/// its own: inlined into [`units`], it slowed the other layouts there (register allocation is per
+/// function).
 ///
 /// # Safety
 /// The CPU must support the features of [`xts`].
@@ -355,8 +353,8 @@ pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
                 let sets = last_keys.as_mut_ptr();
                 // SAFETY: two different elements of `last_keys`.
                 let (now, later) = (&*sets.add(usize::from(odd)), &mut *sets.add(usize::from(!odd)));
-                // The last unit's last group makes registers no unit uses, or a short unit's: a
-                // branch to skip that measured 1-2% slower on 4 KiB units.
+                // The last unit's last group makes registers no unit uses, or a short unit's: cheaper
+                // than a branch to skip them.
                 if g == last_group {
                     let next_t0_everywhere = _mm512_broadcast_i32x4(next_t0);
                     crypt_group_streamed::<DEC, NR>(

@@ -11,9 +11,8 @@ use super::*;
 /// then takes them as its key as they are (`aesenclast(s, K ^ T)` is the last round followed by the
 /// tweak's XOR), one XOR fewer per register of blocks. Making them costs nothing extra: the XOR of `K`
 /// rides on the three-way XOR that ends every tweak multiply (with a constant per step size, made
-/// with the key schedule: computed per call, they cost single 512-byte units 2-3%). A-B against plain
-/// tweaks: AES-128 +0..+5% (4 KiB to 128 KiB units); AES-256 0% with narrow groups and 5-8% slower
-/// with wide ones (one more constant where registers already run out), so AES-256 keeps plain tweaks.
+/// once with the key schedule rather than per call). AES-256 keeps plain tweaks: with wide groups the
+/// extra constant needs a register where none is left (`docs/PERFORMANCE.md`).
 pub(super) struct WideKeys {
     pub(super) rounds: [__m512i; 15],
     /// Whether tweak registers hold `T ^ K` rather than `T`.

@@ -4,12 +4,13 @@
 //! buffer (the memory ceiling). Every row of one run shares the machine's state, so compare rows of
 //! one run, not figures across runs.
 
+use super::timing::measure;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use anyhow::Result;
 use sectorcrypt::{Backend, BackendChoice, DataUnits, Xts, XtsKey};
 use serde::Serialize;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum What {
@@ -334,34 +335,6 @@ fn ecb_rate<C: BlockCipherEncrypt + BlockCipherDecrypt<BlockSize = aes::cipher::
         black_box(&mut *blocks);
     })
 }
-
-/// Runs `f` (which processes `bytes` bytes) repeatedly for `total`, timed in slices of about a
-/// millisecond, and returns the best slice's rate in GB/s. The machine is shared and other load comes
-/// in bursts: short slices catch the undisturbed moments between them, where a few long slices (as
-/// this was measured before) each caught some of the disturbance and moved rows by 10-30%.
-pub(crate) fn measure(total: Duration, bytes: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm caches, page in, spin up the pool
-    let calibration = Instant::now();
-    let mut calls_per_slice = 0u32;
-    while calibration.elapsed() < SLICE || calls_per_slice == 0 {
-        f();
-        calls_per_slice += 1;
-    }
-    let begin = Instant::now();
-    let mut best = 0.0f64;
-    while begin.elapsed() < total || best == 0.0 {
-        let start = Instant::now();
-        for _ in 0..calls_per_slice {
-            f();
-        }
-        let rate = (f64::from(calls_per_slice) * bytes as f64) / start.elapsed().as_secs_f64() / 1e9;
-        best = best.max(rate);
-    }
-    best
-}
-
-/// The time one sample of [`measure`] aims at.
-const SLICE: Duration = Duration::from_millis(1);
 
 /// Fills in the XTS rows' percentage of the ECB ceiling and their ratios to OpenSSL.
 fn add_ceiling_percentages(rows: &mut [Row]) {

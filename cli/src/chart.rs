@@ -2,7 +2,7 @@
 //! configurations, in three panels: IOPS, average latency, and CPU per I/O as a change from baseline
 //! (with the +5% target and VMware's +20% envelope drawn in).
 
-use super::workload::{Cell, size_label};
+use super::cell::{Cell, size_label};
 use anyhow::{Context, Result, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;

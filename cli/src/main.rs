@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod cell;
 mod chart;
 mod demo;
 mod disk;
@@ -20,6 +21,7 @@ mod output;
 mod raw;
 mod signals;
 mod size;
+mod timing;
 mod workload;
 
 use anyhow::{Result, bail};

@@ -32,7 +32,7 @@ pub(crate) fn vendored_gbps(
     }
     let len = buf.len();
     let mut failure = None;
-    let gbps = super::bench::measure(time, len, || {
+    let gbps = super::timing::measure(time, len, || {
         for (number, unit) in buf.chunks_mut(data_unit).enumerate() {
             let mut tweak = [0u8; 16];
             tweak[..8].copy_from_slice(&(number as u64).to_le_bytes());

@@ -12,6 +12,7 @@
 //! time. The three configurations of one cell run back to back, so drift on a shared machine hits them
 //! alike; compare within a run.
 
+use super::cell::{Cell, size_label};
 use super::size::parse_size;
 use super::{BackendArg, IoArg};
 use anyhow::{Context, Result, bail};
@@ -100,37 +101,6 @@ impl Config {
             Config::Datastore => "datastore",
         }
     }
-}
-
-/// One cell of the matrix, as written to JSON and CSV.
-#[derive(Serialize, serde::Deserialize, Clone, Debug)]
-pub(crate) struct Cell {
-    config: String,
-    block_size: u64,
-    read_pct: u32,
-    threads: usize,
-    queue_depth: usize,
-    seconds: f64,
-    ios: u64,
-    iops: f64,
-    mbps: f64,
-    read_lat_avg_us: Option<f64>,
-    read_lat_p95_us: Option<f64>,
-    read_lat_p99_us: Option<f64>,
-    write_lat_avg_us: Option<f64>,
-    write_lat_p95_us: Option<f64>,
-    write_lat_p99_us: Option<f64>,
-    /// Every present direction has p95 <= 3 x its average.
-    p95_within_3x_avg: bool,
-    cpu_pct: f64,
-    cpu_us_per_io: f64,
-    /// Change of CPU per I/O from the baseline cell, in percent (absent for the baseline).
-    cpu_change_pct: Option<f64>,
-    /// Change of IOPS from the baseline cell, in percent (absent for the baseline).
-    iops_change_pct: Option<f64>,
-    seed: u64,
-    io_engine: String,
-    direct: bool,
 }
 
 struct Plan {
@@ -501,14 +471,6 @@ fn to_cell(
     }
 }
 
-pub(crate) fn size_label(bs: u64) -> String {
-    match bs {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}m", b >> 20),
-        b if b >= 1024 && b % 1024 == 0 => format!("{}k", b >> 10),
-        b => format!("{b}"),
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub(crate) struct ChartArgs {
     /// A JSON file written by `bench workload --json`.
@@ -632,25 +594,4 @@ fn write_csv(path: &Path, cells: &[Cell]) -> Result<()> {
         );
     }
     std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
-}
-
-impl Cell {
-    pub(crate) fn config(&self) -> &str {
-        &self.config
-    }
-    pub(crate) fn key(&self) -> (u64, u32, usize) {
-        (self.block_size, self.read_pct, self.threads)
-    }
-    pub(crate) fn iops(&self) -> f64 {
-        self.iops
-    }
-    /// Average latency over all requests of the cell, in microseconds.
-    pub(crate) fn avg_latency_us(&self) -> f64 {
-        let r = self.read_lat_avg_us.unwrap_or(0.0) * self.read_pct as f64;
-        let w = self.write_lat_avg_us.unwrap_or(0.0) * (100 - self.read_pct) as f64;
-        (r + w) / 100.0
-    }
-    pub(crate) fn cpu_change_pct(&self) -> Option<f64> {
-        self.cpu_change_pct
-    }
 }

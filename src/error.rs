@@ -77,6 +77,9 @@ pub enum Error {
     /// A `--key-provider` value that names no known provider.
     #[error("unknown key provider {0:?} (expected native:PATH)")]
     KeyProviderSpec(String),
+    /// A rekey to the KEK that already wraps the data key, which would change nothing.
+    #[error("the data key is already wrapped under {0}: a rekey needs another key id")]
+    SameKek(String),
     /// A key backup that does not open: the passphrase is wrong, or the backup was altered.
     #[error("cannot open the key backup: wrong passphrase, or the backup file was altered")]
     BackupPassphrase,
@@ -286,7 +289,8 @@ impl Error {
             | Error::KeyId(_)
             | Error::KeyProviderSpec(_)
             | Error::OutOfRange { .. }
-            | Error::UnwritableUnit(_) => ErrorKind::InvalidInput,
+            | Error::UnwritableUnit(_)
+            | Error::SameKek(_) => ErrorKind::InvalidInput,
             Error::UnsupportedBackend(_) => ErrorKind::Unsupported,
             Error::KeyUnwrap | Error::DekMismatch | Error::BackupPassphrase => ErrorKind::KeyRejected,
             Error::WrappedKeyFormat(_)

@@ -263,11 +263,18 @@ pub fn open_file(path: &Path, writable: bool, kinds: FileKinds) -> Result<File> 
 /// that is zeroized when dropped. A larger file is refused before it is read.
 pub fn read_small(path: &Path, max_len: usize) -> Result<Zeroizing<Vec<u8>>> {
     let file = open_file(path, false, FileKinds::Regular)?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(max_len.min(1 << 16) + 1));
-    file.take(max_len as u64 + 1).read_to_end(&mut bytes).map_err(|err| io_err(path, err))?;
+    read_bounded(file, max_len, &path.display().to_string())
+}
+
+/// Reads at most `max_len` bytes from `reader` (named `name` in errors) into memory that is zeroized
+/// when dropped; more is refused, with at most one byte past the bound read.
+pub fn read_bounded(reader: impl Read, max_len: usize, name: &str) -> Result<Zeroizing<Vec<u8>>> {
+    // Room for everything up front: a growing vector would leave unzeroized copies behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(max_len + 1));
+    reader.take(max_len as u64 + 1).read_to_end(&mut bytes).map_err(|err| Error::io(name, err))?;
     if bytes.len() > max_len {
-        let reason = format!("is larger than the {max_len} bytes such a file can hold");
-        return Err(io_err(path, io::Error::new(io::ErrorKind::InvalidData, reason)));
+        let reason = format!("holds more than the {max_len} bytes such input can have");
+        return Err(Error::io(name, io::Error::new(io::ErrorKind::InvalidData, reason)));
     }
     Ok(bytes)
 }

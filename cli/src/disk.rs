@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sectorcrypt::disk::{
     CopyState, CreateOptions, HeaderPair, Mode, OpenOptions, Volume, read_headers, uuid_string,
 };
+use sectorcrypt::storage::{FileStorage, Storage};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -429,10 +430,7 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
                 serde_json::json!({ "copy": slot, "state": state, "sequence": sequence, "problem": problem })
             })
             .collect();
-        let allocated = std::fs::metadata(path)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+        let allocated = FileStorage::open(path, false).ok().and_then(|store| store.allocated());
         let mut entry = serde_json::json!({
             "path": path.display().to_string(),
             "mode": h.mode.name(),
@@ -684,12 +682,6 @@ fn discard_cmd(paths: &[PathBuf], mode: Mode, args: DiscardArgs) -> Result<()> {
 fn rekey_cmd(paths: &[PathBuf], mode: Mode, args: RekeyArgs) -> Result<()> {
     let RekeyKind::Shallow = args.kind;
     let _ = args.shallow;
-    if let Some(id) = &args.new_key_id {
-        let current = read_headers(&paths[0])?;
-        if current.header().wrapped_dek.key_ref().key_id() == id {
-            bail!("the data key is already wrapped under key id {id}: give another --new-key-id");
-        }
-    }
     let provider = args.provider.open()?;
     let (old, new) =
         sectorcrypt::disk::rekey_shallow(paths, mode, provider.as_ref(), args.new_key_id.as_deref())?;

@@ -1,9 +1,7 @@
 //! Where a command's input comes from: `-` (standard input), a FIFO or character device read as a
 //! stream, a regular file or a block device with its length. Nothing here blocks on opening a FIFO.
 
-use anyhow::{Context, Result};
-use sectorcrypt::files::{FileKinds, open_file};
-use std::fs::File;
+use anyhow::{Context, Result, bail};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
@@ -20,18 +18,20 @@ impl Source {
             return Ok(Source { reader: Box::new(std::io::stdin()), len: None });
         }
         // O_NONBLOCK: a FIFO with no writer opens at once (and reads as empty) instead of hanging.
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let kind = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.file_type();
+        if !(kind.is_file() || kind.is_block_device() || kind.is_fifo() || kind.is_char_device()) {
+            bail!("{} is not a file, a device or a FIFO", path.display());
+        }
+        rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
         if kind.is_fifo() || kind.is_char_device() {
-            rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
             return Ok(Source { reader: Box::new(file), len: None });
         }
-        drop(file);
-        let mut file: File = open_file(path, false, FileKinds::RegularOrBlockDevice)?;
+        // Seeking gives a block device's length too, which its metadata does not.
         let len = file.seek(SeekFrom::End(0)).and_then(|len| file.seek(SeekFrom::Start(0)).map(|_| len))?;
         Ok(Source { reader: Box::new(file), len: Some(len) })
     }

@@ -9,6 +9,7 @@
 //! refused before anything is opened for writing.
 
 use anyhow::{Context, Result, bail};
+use sectorcrypt::ErrorKind;
 use sectorcrypt::files::{AtomicFile, Overwrite};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -40,11 +41,9 @@ impl Inputs {
         self
     }
 
-    /// Adds the KDK of a `native:PATH` provider spec (other providers keep no file of ours).
+    /// Adds the files a key provider spec names (the KDK of `native:PATH`).
     pub(crate) fn add_provider(&mut self, spec: Option<&str>) -> &mut Inputs {
-        if let Some(("native", path)) = spec.and_then(|s| s.trim().split_once(':')) {
-            self.0.push(PathBuf::from(path));
-        }
+        self.0.extend(spec.map(sectorcrypt::keys::provider_files).unwrap_or_default());
         self
     }
 
@@ -103,15 +102,16 @@ impl Output {
                     .with_context(|| format!("cannot write {}", target.display()))?;
                 return Ok(Output::Through(file, target));
             }
-            if kind.is_dir() {
-                bail!("{} is a directory", to.display());
-            }
-            if !args.force {
-                bail!("{} already exists; refusing to overwrite it (--force replaces it)", to.display());
-            }
         }
         let overwrite = if args.force { Overwrite::Replace } else { Overwrite::Refuse };
-        Ok(Output::Atomic(AtomicFile::create(&target, overwrite, 0o666)?))
+        // Mode 0600, as before: the output is usually plaintext.
+        match AtomicFile::create(&target, overwrite, 0o600) {
+            Ok(file) => Ok(Output::Atomic(file)),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                bail!("{} already exists; refusing to overwrite it (--force replaces it)", to.display())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Where the bytes go.

@@ -8,10 +8,10 @@ use super::BackendArg;
 use super::input::{Source, fill};
 use super::output::{Inputs, Output, OutputArgs};
 use anyhow::{Context, Result, bail};
-use sectorcrypt::files::read_small;
+use sectorcrypt::files::{read_bounded, read_small};
 use sectorcrypt::keys::open_provider;
 use sectorcrypt::{DataUnits, Xts, XtsKey};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Bytes read, processed and written per step (rounded down to whole data units).
@@ -68,15 +68,11 @@ pub(crate) struct Args {
 const MAX_KEY_FILE: usize = 1024;
 
 fn read_key_file(path: &std::path::Path) -> Result<XtsKey> {
-    let mut text = zeroize::Zeroizing::new(Vec::new());
-    if path.as_os_str() == "-" {
-        std::io::stdin().take(MAX_KEY_FILE as u64 + 1).read_to_end(&mut text)?;
-        if text.len() > MAX_KEY_FILE {
-            bail!("the key on standard input is longer than {MAX_KEY_FILE} bytes");
-        }
+    let text = if path.as_os_str() == "-" {
+        read_bounded(std::io::stdin(), MAX_KEY_FILE, "standard input")?
     } else {
-        text = read_small(path, MAX_KEY_FILE)?;
-    }
+        read_small(path, MAX_KEY_FILE)?
+    };
     let digits = std::str::from_utf8(&text).map_err(|_| anyhow::anyhow!("the key file is not hex text"))?;
     Ok(XtsKey::from_hex(digits)?)
 }

@@ -263,7 +263,7 @@ fn faults_are_refused_and_change_nothing() {
     env.refused(&args(&["group", "create", "--size-per-member", "1M", "--stripe", "3K"], &m), "stripe");
     // Hazmat and unimplemented things need to be asked for explicitly.
     // A shallow rekey is the default kind; rekeying to the key id in use would change nothing.
-    env.refused(&["disk", "rekey", "vm.disk", "--new-key-id", "vm-1"], "already wrapped under key id vm-1");
+    env.refused(&["disk", "rekey", "vm.disk", "--new-key-id", "vm-1"], "already wrapped under native:");
     // A second writer.
     let provider = NativeProvider::open(env.path("kdk")).unwrap();
     let options = OpenOptions { writable: true, ..OpenOptions::default() };
@@ -375,6 +375,9 @@ fn outputs_never_replace_inputs_devices_or_existing_files() {
     env.refused(&read("old"), "already exists");
     env.ok(&[&read("old")[..], &["--force"]].concat());
     assert!(std::fs::read(env.path("old")).unwrap() == common::pattern(MIB, 5)[..4096]);
+    // Plaintext output is for its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(env.path("old")).unwrap().permissions().mode() & 0o777, 0o600);
     // A character device is written through and stays a device.
     env.ok(&read("/dev/null"));
     use std::os::unix::fs::FileTypeExt;

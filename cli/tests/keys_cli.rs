@@ -83,6 +83,13 @@ fn native_kdk_life_cycle() {
     assert_eq!(after["key_id"], "vm-1-r2");
     assert_eq!(after["verifier"], info["verifier"]);
     ok(d, &["keys", "check", "dek", "--key-provider", "native:kdk"]);
+    // Rewrapping under the KEK in use would change nothing: refused, the blob untouched.
+    refused(
+        d,
+        &["keys", "rewrap", "dek", "--key-provider", "native:kdk", "--new-key-id", "vm-1-r2"],
+        &[],
+        "already wrapped under",
+    );
 
     // A 128-bit DEK.
     ok(d, &["keys", "new", "--key-provider", "native:kdk", "--cipher", "aes-128", "--out", "dek128"]);

@@ -217,8 +217,7 @@ impl Volume {
     /// `"io_uring"` or `"pread/pwrite"`: what moves this volume's bytes.
     pub fn io_engine_name(&self) -> Result<&'static str> {
         let worker = self.take_worker()?;
-        let name =
-            if worker.uses_uring() && self.engine() != IoEngine::Sync { "io_uring" } else { "pread/pwrite" };
+        let name = if worker.uses_uring() { "io_uring" } else { "pread/pwrite" };
         self.put_worker(worker);
         Ok(name)
     }
@@ -266,19 +265,14 @@ impl Volume {
         self.write_at(offset, &vec![0u8; (first_whole - offset) as usize])?;
         self.write_at(last_whole, &vec![0u8; (end - last_whole) as usize])?;
         let _guards = self.lock_units(self.lock_mask(first_whole, last_whole - first_whole));
-        let mut pieces = Vec::new();
+        // Stripe by stripe, as large as each goes: a store deallocates a range in one call.
         let mut at = first_whole;
         while at < last_whole {
-            let take = (last_whole - at).min(self.stripe - at % self.stripe);
-            self.cut(0, at, take.min(usize::MAX as u64) as usize, true, &mut pieces);
+            let (member, physical, in_stripe) = self.locate(at);
+            let take = (last_whole - at).min(in_stripe);
+            let storage = self.members[member].storage.as_ref();
+            storage.discard(physical, take).map_err(|err| storage_error(storage, err))?;
             at += take;
-        }
-        for piece in &pieces {
-            let member = &self.members[piece.member];
-            member
-                .storage
-                .discard(piece.physical, piece.len as u64)
-                .map_err(|err| storage_error(member.storage.as_ref(), err))?;
         }
         Ok(last_whole - first_whole)
     }
@@ -519,17 +513,15 @@ impl Volume {
 
     /// Cuts `len` logical bytes at `offset` (unit aligned) into pieces within one stripe and one slot.
     fn cut(&self, request: usize, offset: u64, len: usize, write: bool, pieces: &mut Vec<Piece>) {
-        let count = self.members.len() as u64;
-        let data_offset = self.header().data_offset;
         let mut done = 0usize;
         while done < len {
             let at = offset + done as u64;
-            let (stripe, within) = (at / self.stripe, at % self.stripe);
-            let take = (len - done).min((self.stripe - within) as usize).min(SLOT_LEN);
+            let (member, physical, in_stripe) = self.locate(at);
+            let take = (len - done).min(in_stripe.min(SLOT_LEN as u64) as usize);
             pieces.push(Piece {
                 request,
-                member: (stripe % count) as usize,
-                physical: data_offset + (stripe / count) * self.stripe + within,
+                member,
+                physical,
                 first_unit: at / self.unit,
                 len: take,
                 buf_offset: done,
@@ -537,6 +529,15 @@ impl Volume {
             });
             done += take;
         }
+    }
+
+    /// Where logical byte `at` lives: the member, the byte offset in its store, and how many bytes of
+    /// its stripe are left from there.
+    fn locate(&self, at: u64) -> (usize, u64, u64) {
+        let count = self.members.len() as u64;
+        let (stripe, within) = (at / self.stripe, at % self.stripe);
+        let physical = self.header().data_offset + (stripe / count) * self.stripe + within;
+        ((stripe % count) as usize, physical, self.stripe - within)
     }
 }
 

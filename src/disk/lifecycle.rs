@@ -120,6 +120,8 @@ impl Volume {
         options: &CreateOptions,
         provider: &dyn KeyProvider,
     ) -> Result<()> {
+        // Checked before the provider makes a KEK (a key server would keep it); the link into place
+        // refuses an existing file again, for one that appears meanwhile.
         for (i, path) in paths.iter().enumerate() {
             if paths[..i].contains(path) {
                 return Err(disk_error(&path.display().to_string(), DiskFault::Mismatch, "is given twice"));

@@ -37,24 +37,7 @@ impl Member {
 
     /// Locks the store, reads its header pair and checks that the store holds the whole data area.
     pub(crate) fn open(storage: Box<dyn Storage>, writable: bool) -> Result<Member> {
-        if let Err(err) = storage.lock(writable) {
-            return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
-                disk_error(storage.name(), DiskFault::Busy, "is open for writing by another process")
-            } else {
-                storage_error(storage.as_ref(), err)
-            });
-        }
-        let headers = read_pair(storage.as_ref())?;
-        let header = headers.header();
-        let len = storage.size().map_err(|err| storage_error(storage.as_ref(), err))?;
-        let needed = header.data_offset + header.data_size;
-        if len < needed {
-            return Err(disk_error(
-                storage.name(),
-                DiskFault::Truncated,
-                format!("truncated: {len} bytes, but its header describes {needed}"),
-            ));
-        }
+        let headers = lock_and_read(storage.as_ref(), writable)?;
         Ok(Member { storage, headers })
     }
 
@@ -82,6 +65,29 @@ impl Member {
         self.headers = read_pair(self.storage.as_ref())?;
         Ok(())
     }
+}
+
+/// Locks `storage`, reads its header pair and checks that it holds the whole data area.
+fn lock_and_read(storage: &dyn Storage, writable: bool) -> Result<HeaderPair> {
+    if let Err(err) = storage.lock(writable) {
+        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+            disk_error(storage.name(), DiskFault::Busy, "is open for writing by another process")
+        } else {
+            storage_error(storage, err)
+        });
+    }
+    let headers = read_pair(storage)?;
+    let header = headers.header();
+    let len = storage.size().map_err(|err| storage_error(storage, err))?;
+    let needed = header.data_offset + header.data_size;
+    if len < needed {
+        return Err(disk_error(
+            storage.name(),
+            DiskFault::Truncated,
+            format!("truncated: {len} bytes, but its header describes {needed}"),
+        ));
+    }
+    Ok(headers)
 }
 
 /// Reads both header copies of a store. A copy past the end of a short store reads as damaged.
@@ -114,11 +120,11 @@ pub fn read_headers(path: &Path) -> Result<HeaderPair> {
 pub(crate) fn open_file_member(path: &Path, writable: bool, direct: bool) -> Result<Member> {
     let file = open_file(path, writable, FileKinds::RegularOrBlockDevice)?;
     let mut storage = FileStorage::from_file(path, file, writable);
-    let headers = read_pair(&storage)?;
+    let headers = lock_and_read(&storage, writable)?;
     if direct && headers.header().data_unit >= 4096 {
         storage.open_direct(path);
     }
-    Member::open(Box::new(storage), writable)
+    Ok(Member { storage: Box::new(storage), headers })
 }
 
 /// Checks that `members` form one disk (VM) or one complete group (datastore), and puts them in

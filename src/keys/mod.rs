@@ -37,14 +37,36 @@ pub use provider::KeyProvider;
 pub use wrap::{MAX_BLOB_LEN, VERIFIER_LEN, WrappedDek};
 
 use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
 
 /// The environment variable that names the key provider where `--key-provider` is not given.
 pub const KEY_PROVIDER_ENV: &str = "SECTORCRYPT_KEY_PROVIDER";
 
+/// What a `--key-provider` value names.
+enum Spec<'a> {
+    /// `native:PATH`: a KDK file.
+    Native(&'a Path),
+}
+
+fn parse_spec(spec: &str) -> Result<Spec<'_>> {
+    match spec.trim().split_once(':') {
+        Some(("native", path)) if !path.is_empty() => Ok(Spec::Native(Path::new(path))),
+        _ => Err(Error::KeyProviderSpec(spec.to_owned())),
+    }
+}
+
 /// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file).
 pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
-    match spec.trim().split_once(':') {
-        Some(("native", path)) if !path.is_empty() => Ok(Box::new(NativeProvider::open(path)?)),
-        _ => Err(Error::KeyProviderSpec(spec.to_owned())),
+    match parse_spec(spec)? {
+        Spec::Native(path) => Ok(Box::new(NativeProvider::open(path)?)),
+    }
+}
+
+/// The local files a provider spec names (the KDK of `native:PATH`), which a command must never
+/// overwrite with its output. None for a spec that names no provider.
+pub fn provider_files(spec: &str) -> Vec<PathBuf> {
+    match parse_spec(spec) {
+        Ok(Spec::Native(path)) => vec![path.to_owned()],
+        Err(_) => Vec::new(),
     }
 }

@@ -61,32 +61,27 @@ fn provider_error(path: &Path, fault: ProviderFault, reason: impl Into<String>) 
     Error::KeyProvider { provider: format!("native:{}", path.display()), fault, reason: reason.into() }
 }
 
-/// The fault behind an I/O error on the KDK file.
+/// The fault behind an I/O error on the KDK or backup file.
 fn io_fault(err: &std::io::Error) -> ProviderFault {
     match err.kind() {
         std::io::ErrorKind::NotFound => ProviderFault::NotFound,
         std::io::ErrorKind::PermissionDenied => ProviderFault::Denied,
+        // A FIFO or device where the KDK should be, a file already in the way, one too large.
+        std::io::ErrorKind::AlreadyExists
+        | std::io::ErrorKind::InvalidInput
+        | std::io::ErrorKind::InvalidData => ProviderFault::Misconfigured,
         _ => ProviderFault::Unreachable,
     }
 }
 
-/// An error of `files` on the KDK or backup file, as a provider error that keeps its fault.
-fn file_error(path: &Path, err: Error) -> Error {
-    let fault = match &err {
-        Error::Io { cause: source, .. } if source.io_error().kind() == std::io::ErrorKind::AlreadyExists => {
-            ProviderFault::Misconfigured
+/// An I/O error of `files` on the KDK or backup file, as a provider error that keeps its fault.
+fn file_error(path: &Path, doing: &str, err: Error) -> Error {
+    match err {
+        Error::Io { cause, .. } => {
+            provider_error(path, io_fault(cause.io_error()), format!("{doing}: {cause}"))
         }
-        Error::Io { cause: source, .. } if source.io_error().kind() == std::io::ErrorKind::InvalidInput => {
-            ProviderFault::Misconfigured
-        }
-        Error::Io { cause: source, .. } => io_fault(source.io_error()),
-        _ => ProviderFault::Misconfigured,
-    };
-    let reason = match &err {
-        Error::Io { cause: source, .. } => source.to_string(),
-        other => other.to_string(),
-    };
-    provider_error(path, fault, reason)
+        other => other,
+    }
 }
 
 impl NativeProvider {
@@ -105,16 +100,8 @@ impl NativeProvider {
     pub fn open(path: impl AsRef<Path>) -> Result<NativeProvider> {
         let path = path.as_ref();
         let fail = |reason: String| provider_error(path, ProviderFault::Misconfigured, reason);
-        let mut file = open_file(path, false, FileKinds::Regular).map_err(|err| match err {
-            Error::Io { cause: source, .. } => {
-                let fault = match source.io_error().kind() {
-                    std::io::ErrorKind::InvalidInput => ProviderFault::Misconfigured,
-                    _ => io_fault(source.io_error()),
-                };
-                provider_error(path, fault, format!("cannot open the KDK file: {source}"))
-            }
-            other => other,
-        })?;
+        let mut file = open_file(path, false, FileKinds::Regular)
+            .map_err(|err| file_error(path, "cannot open the KDK file", err))?;
         let meta = file.metadata().map_err(|err| {
             provider_error(path, io_fault(&err), format!("cannot read the KDK file: {err}"))
         })?;
@@ -298,9 +285,10 @@ fn open_backup(blob: &[u8], passphrase: &[u8]) -> Result<Zeroizing<[u8; KDK_LEN]
 /// Writes `bytes` to a new file at `path` (mode 0600) that appears complete or not at all, and never
 /// replaces an existing file.
 fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file = AtomicFile::create(path, Overwrite::Refuse, 0o600).map_err(|err| file_error(path, err))?;
+    let file = AtomicFile::create(path, Overwrite::Refuse, 0o600)
+        .map_err(|err| file_error(path, "cannot create it", err))?;
     file.file()
         .write_all(bytes)
         .map_err(|err| provider_error(path, io_fault(&err), format!("cannot write: {err}")))?;
-    file.commit().map_err(|err| file_error(path, err))
+    file.commit().map_err(|err| file_error(path, "cannot create it", err))
 }

@@ -2,7 +2,7 @@
 
 use super::material::{Dek, Kek, KeyRef};
 use super::wrap::WrappedDek;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::KeySize;
 
 /// A source of key-encryption keys: the native provider, a KMIP server, an attested-host service.
@@ -30,10 +30,14 @@ pub trait KeyProvider: Send + Sync + core::fmt::Debug {
         wrapped.unwrap(&self.get_kek(wrapped.key_ref())?)
     }
 
-    /// Shallow rekey: the same DEK wrapped under a new KEK (`new_key_id`, or a fresh id).
+    /// Shallow rekey: the same DEK wrapped under a new KEK (`new_key_id`, or a fresh id). Refuses the
+    /// KEK that wraps it already ([`Error::SameKek`]), which would only bump the generation.
     fn rewrap_dek(&self, wrapped: &WrappedDek, new_key_id: Option<&str>) -> Result<WrappedDek> {
         let old_kek = self.get_kek(wrapped.key_ref())?;
         let new_ref = self.create_kek(new_key_id)?;
+        if new_ref == *wrapped.key_ref() {
+            return Err(Error::SameKek(new_ref.to_string()));
+        }
         let new_kek = self.get_kek(&new_ref)?;
         wrapped.rewrap(&old_kek, &new_kek, &new_ref)
     }

@@ -127,6 +127,17 @@ pub enum Error {
         "data unit {0} cannot be written: its ciphertext would be all zeros (the mark of an unwritten unit)"
     )]
     UnwritableUnit(u64),
+    /// An update that took effect but did not finish: the new header is in place in one copy (or on
+    /// some members of a group) and `repair` completes it; nothing is lost either way.
+    #[error("{path}: {what} took effect but did not finish ({cause}); run `repair` to complete it")]
+    Unfinished {
+        /// The disk or member where it stopped.
+        path: String,
+        /// What took effect ("the header update", "the group rekey").
+        what: &'static str,
+        /// Why it stopped.
+        cause: Box<Error>,
+    },
     /// The operating system's random generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
@@ -315,6 +326,7 @@ impl Error {
                 _ => ErrorKind::Io,
             },
             Error::Random(_) => ErrorKind::Io,
+            Error::Unfinished { cause, .. } => cause.kind(),
         }
     }
 
@@ -327,6 +339,7 @@ impl Error {
     pub fn os_error(&self) -> Option<i32> {
         match self {
             Error::Io { cause, .. } => cause.io_error().raw_os_error(),
+            Error::Unfinished { cause, .. } => cause.os_error(),
             _ => None,
         }
     }

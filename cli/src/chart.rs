@@ -91,17 +91,11 @@ where
             keys.push(cell.key());
         }
     }
-    let threads_vary = keys.iter().any(|k| k.2 != keys[0].2);
-    // Up to three short lines per category, so two dozen of them fit side by side.
+    // Three short lines per category (block size, read/write %, threads), so two dozen fit side by
+    // side; the axis description says which line is which.
     let labels: Vec<Vec<String>> = keys
         .iter()
-        .map(|&(bs, r, t)| {
-            let mut lines = vec![size_label(bs), format!("{r}/{}", 100 - r)];
-            if threads_vary {
-                lines.push(format!("{t} thr"));
-            }
-            lines
-        })
+        .map(|&(bs, r, t)| vec![size_label(bs), format!("{r}/{}", 100 - r), format!("{t} thr")])
         .collect();
     let value = |config: &str, key: (u64, u32, usize), f: &Metric| {
         cells.iter().find(|c| c.config() == config && c.key() == key).and_then(f)
@@ -126,7 +120,7 @@ where
         let mut chart = ChartBuilder::on(panel)
             .margin(12)
             .caption(name, ("sans-serif", 18))
-            .x_label_area_size(55)
+            .x_label_area_size(72)
             .y_label_area_size(80)
             .build_cartesian_2d(0.0..n, low..high)
             .map_err(draw_err)?;
@@ -136,6 +130,8 @@ where
             .x_labels(0)
             .max_light_lines(0)
             .y_label_formatter(&|y| format!("{y:.0}"))
+            .x_desc("block size / read/write % / threads")
+            .axis_desc_style(("sans-serif", 12))
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(draw_err)?;
@@ -159,22 +155,21 @@ where
             chart.draw_series(bars).map_err(draw_err)?;
         }
         if name.starts_with("CPU") {
-            for (limit, label, color) in
-                [(5.0, "target +5%", RGBColor(44, 160, 44)), (20.0, "VMware envelope +20%", RED)]
-            {
+            let lines = [(5.0, "target +5%", RGBColor(44, 160, 44)), (20.0, "VMware envelope +20%", RED)];
+            for (i, (limit, label, color)) in lines.into_iter().enumerate() {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         [(0.0, limit), (n, limit)],
                         color.stroke_width(2),
                     )))
                     .map_err(draw_err)?;
-                let style = ("sans-serif", 13)
-                    .into_text_style(root)
-                    .color(&color)
-                    .pos(Pos::new(HPos::Left, VPos::Bottom));
-                // At the left end, where the small-block bars leave room.
-                let (x, y) = chart.backend_coord(&(0.0, limit));
-                root.draw(&Text::new(label, (x + 4, y - 2), style)).map_err(draw_err)?;
+                // A legend beside the caption, where no bar can cover it.
+                let (x, y) = (panel.dim_in_pixel().0 as i32 - 420 + 210 * i as i32, 8);
+                panel
+                    .draw(&PathElement::new([(x, y + 8), (x + 24, y + 8)], color.stroke_width(3)))
+                    .map_err(draw_err)?;
+                let style = ("sans-serif", 14).into_text_style(panel).color(&color);
+                panel.draw(&Text::new(label, (x + 30, y), style)).map_err(draw_err)?;
             }
         }
     }

@@ -18,6 +18,7 @@ use super::{BackendArg, IoArg};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sectorcrypt::disk::{CreateOptions, IoRequest, Mode, OpenOptions, Volume};
+use sectorcrypt::files::{AtomicFile, Overwrite};
 use sectorcrypt::keys::NativeProvider;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -35,7 +36,8 @@ pub(crate) struct WorkloadArgs {
     /// Read shares in percent (comma-separated). Default 0,20,70 (quick: 0,70).
     #[arg(long, value_delimiter = ',')]
     read_pct: Option<Vec<u32>>,
-    /// Thread counts (comma-separated). Default 1,2 (quick: 1).
+    /// Threads doing the work, each issuing its requests and running the cipher on them
+    /// (comma-separated; 0: one per core). Default 1,2 (quick: 1).
     #[arg(long, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
     /// Requests per batch per thread.
@@ -67,15 +69,21 @@ pub(crate) struct WorkloadArgs {
     /// Seed of the offset generator (printed, so a run can be repeated).
     #[arg(long, default_value_t = 1619)]
     seed: u64,
-    /// Write the cells as a JSON array.
+    /// Print the cells as a JSON array on stdout (the table then goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Write the cells as a JSON array to this file.
     #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
+    json_file: Option<PathBuf>,
     /// Write the cells as CSV.
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
     /// Draw IOPS, latency and CPU change per cell (.svg or .png).
     #[arg(long, value_name = "PATH")]
     chart: Option<PathBuf>,
+    /// Replace existing --json-file, --csv and --chart files (otherwise refused).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
@@ -115,7 +123,7 @@ struct Plan {
 impl WorkloadArgs {
     fn plan(&self) -> Result<Plan> {
         let quick = self.quick;
-        let plan = Plan {
+        let mut plan = Plan {
             configs: self.configs.clone().unwrap_or(vec![Config::Baseline, Config::Vm, Config::Datastore]),
             block_sizes: self.block_sizes.clone().unwrap_or(if quick {
                 vec![4096, 65536]
@@ -130,11 +138,23 @@ impl WorkloadArgs {
         if plan.read_pct.iter().any(|&p| p > 100) {
             bail!("--read-pct values are percentages (0 to 100)");
         }
-        if plan.threads.contains(&0) || self.queue_depth == 0 {
-            bail!("--threads and --queue-depth must be at least 1");
+        // 0 threads means one per core, as everywhere `--threads` appears.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for threads in &mut plan.threads {
+            if *threads == 0 {
+                *threads = cores;
+            }
+        }
+        if self.queue_depth == 0 {
+            bail!("--queue-depth must be at least 1");
         }
         if !(plan.seconds > 0.0 && plan.seconds.is_finite()) {
             bail!("--seconds must be positive");
+        }
+        for path in [&self.json_file, &self.csv, &self.chart].into_iter().flatten() {
+            if !self.force && std::fs::symlink_metadata(path).is_ok() {
+                bail!("{} already exists; refusing to overwrite it (--force replaces it)", path.display());
+            }
         }
         if let Some(chart) = &self.chart {
             let extension = chart.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -347,8 +367,9 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
     let direct = probe.is_direct();
     let backend = probe.backend();
     drop(probe);
-    outln!("machine: {}", machine_line(&dir));
-    outln!(
+    let say = |line: std::fmt::Arguments<'_>| report(args.json, line);
+    say(format_args!("machine: {}", machine_line(&dir)));
+    say(format_args!(
         "run: seed {}, {} s per cell, disk {} MiB ({} members for datastore), data unit {}, queue depth {}, {io_engine}, O_DIRECT {}, cipher backend {}",
         args.seed,
         plan.seconds,
@@ -358,7 +379,7 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
         args.queue_depth,
         if direct { "on" } else { "off" },
         backend.name()
-    );
+    ));
     for &config in &plan.configs {
         if config != Config::Baseline {
             prefill(&setup.open(config, options.clone())?, args.seed)?;
@@ -373,7 +394,7 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
     bar.set_style(
         ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} cells, eta {eta}").expect("template"),
     );
-    outln!("{}", table_header());
+    say(format_args!("{}", table_header()));
     let mut cells = Vec::new();
     for &bs in &plan.block_sizes {
         for &read_pct in &plan.read_pct {
@@ -398,7 +419,7 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
                         cell.iops_change_pct = Some(change(cell.iops, base.iops));
                         cell.cpu_change_pct = Some(change(cell.cpu_us_per_io, base.cpu_us_per_io));
                     }
-                    bar.suspend(|| outln!("{}", table_row(&cell)));
+                    bar.suspend(|| say(format_args!("{}", table_row(&cell))));
                     cells.push(cell);
                     bar.inc(1);
                 }
@@ -406,17 +427,20 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    print_verdict(&cells);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&cells)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    print_verdict(&cells, args.json);
+    let json = serde_json::to_string_pretty(&cells)? + "\n";
+    if args.json {
+        outln!("{}", json.trim_end());
+    }
+    if let Some(path) = &args.json_file {
+        write_file(path, json.as_bytes(), args.force)?;
     }
     if let Some(path) = &args.csv {
-        write_csv(path, &cells)?;
+        write_file(path, csv(&cells).as_bytes(), args.force)?;
     }
     if let Some(path) = &args.chart {
         super::chart::draw(path, &cells, &machine_line(&dir))?;
-        outln!("chart: {}", path.display());
+        say(format_args!("chart: {}", path.display()));
     }
     Ok(())
 }
@@ -544,7 +568,7 @@ fn table_row(c: &Cell) -> String {
 
 /// The targets: encrypted cells keep >= 95% of baseline IOPS and add <= 5% CPU per I/O (VMware's
 /// envelope for the same question is up to 20% CPU).
-fn print_verdict(cells: &[Cell]) {
+fn print_verdict(cells: &[Cell], to_stderr: bool) {
     let encrypted: Vec<&Cell> = cells.iter().filter(|c| c.iops_change_pct.is_some()).collect();
     if encrypted.is_empty() {
         return;
@@ -554,13 +578,34 @@ fn print_verdict(cells: &[Cell]) {
     let cpu_study = encrypted.iter().filter(|c| c.cpu_change_pct.unwrap_or(0.0) <= 20.0).count();
     let p95 = cells.iter().filter(|c| c.p95_within_3x_avg).count();
     let n = encrypted.len();
-    outln!(
-        "targets: IOPS >= 95% of baseline in {iops_ok}/{n} encrypted cells; CPU per I/O <= +5% in {cpu_ok}/{n} (<= +20%, VMware's envelope, in {cpu_study}/{n}); p95 <= 3x avg in {p95}/{} cells",
-        cells.len()
+    report(
+        to_stderr,
+        format_args!(
+            "targets: IOPS >= 95% of baseline in {iops_ok}/{n} encrypted cells; CPU per I/O <= +5% in {cpu_ok}/{n} (<= +20%, VMware's envelope, in {cpu_study}/{n}); p95 <= 3x avg in {p95}/{} cells",
+            cells.len()
+        ),
     );
 }
 
-fn write_csv(path: &Path, cells: &[Cell]) -> Result<()> {
+/// A line of the human report: on stdout, or on stderr when stdout carries the JSON.
+fn report(to_stderr: bool, line: std::fmt::Arguments<'_>) {
+    if to_stderr {
+        eprintln!("{line}");
+    } else {
+        outln!("{line}");
+    }
+}
+
+/// Writes a report file completely or not at all; an existing one only with --force.
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    use std::io::Write;
+    let overwrite = if force { Overwrite::Replace } else { Overwrite::Refuse };
+    let file = AtomicFile::create(path, overwrite, 0o644)?;
+    file.file().write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(file.commit()?)
+}
+
+fn csv(cells: &[Cell]) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     let mut out = String::from(
         "config,block_size,read_pct,threads,queue_depth,seconds,ios,iops,mbps,read_lat_avg_us,read_lat_p95_us,read_lat_p99_us,write_lat_avg_us,write_lat_p95_us,write_lat_p99_us,p95_within_3x_avg,cpu_pct,cpu_us_per_io,cpu_change_pct,iops_change_pct,seed,io_engine,direct\n",
@@ -593,5 +638,5 @@ fn write_csv(path: &Path, cells: &[Cell]) -> Result<()> {
             c.direct
         );
     }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+    out
 }

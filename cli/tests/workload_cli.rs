@@ -20,7 +20,7 @@ fn tiny_matrix_writes_every_output() {
     let (json, csv, chart) = (dir.path().join("w.json"), dir.path().join("w.csv"), dir.path().join("w.svg"));
     let out = workload(
         dir.path(),
-        &["--seed", "7", "--json", json.to_str().unwrap(), "--csv", csv.to_str().unwrap()],
+        &["--seed", "7", "--json-file", json.to_str().unwrap(), "--csv", csv.to_str().unwrap()],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -54,12 +54,24 @@ fn tiny_matrix_writes_every_output() {
     }
     let configs: Vec<&str> = cells.iter().map(|c| c["config"].as_str().unwrap()).collect();
     assert_eq!(&configs[..3], ["baseline", "vm", "datastore"]);
-    let csv = std::fs::read_to_string(&csv).unwrap();
-    assert!(csv.starts_with("config,block_size,read_pct,threads,"));
-    assert_eq!(csv.lines().count(), 1 + cells.len());
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv_text.starts_with("config,block_size,read_pct,threads,"));
+    assert_eq!(csv_text.lines().count(), 1 + cells.len());
     // The benchmark's own files are gone afterwards.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 2, "{left:?}");
+
+    // --json: stdout carries the JSON alone, the table goes to stderr.
+    let out = workload(dir.path(), &["--configs", "baseline,vm", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cells.len(), 2 * 2 * 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("targets:"));
+    // An existing report file is refused (and left as it is) unless --force.
+    let out = workload(dir.path(), &["--configs", "vm", "--csv", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 2 * 2 * 3);
 
     let out = workload(dir.path(), &["--configs", "baseline,vm", "--chart", chart.to_str().unwrap()]);
     if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {
@@ -74,7 +86,7 @@ fn bad_arguments_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (extra, needle) in [
         (&["--read-pct", "101"][..], "percentages"),
-        (&["--threads", "0"][..], "at least 1"),
+        (&["--queue-depth", "0"][..], "at least 1"),
         (&["--seconds", "0"][..], "positive"),
         (&["--block-sizes", "64M"][..], "larger than the disk"),
         (&["--chart", "x.gif"][..], ".svg or .png"),

@@ -12,7 +12,7 @@ use super::format::{
     CopyState, DATA_OFFSET, DEFAULT_STRIPE, GroupPlace, HEADER_OFFSETS, Header, HeaderPair, Mode, new_uuid,
 };
 use super::members::{Member, check_group, check_members, disk_error, open_file_member, storage_error};
-use crate::error::{DiskFault, Result};
+use crate::error::{DiskFault, Error, Result};
 use crate::files::{AtomicFile, Overwrite};
 use crate::key::KeySize;
 use crate::keys::{Dek, KeyProvider, KeyRef, WrappedDek};
@@ -256,13 +256,20 @@ pub fn rekey_shallow(
     let current = members[0].header().clone();
     let rewrapped = provider.rewrap_dek(&current.wrapped_dek, new_key_id)?;
     let new_ref = rewrapped.key_ref().clone();
-    for member in &mut members {
+    for (index, member) in members.iter_mut().enumerate() {
         let header = Header {
             generation: current.generation + 1,
             wrapped_dek: rewrapped.clone(),
             ..member.header().clone()
         };
-        member.write_pair(&header)?;
+        match member.write_pair(&header) {
+            // The members before this one have the new key: the group is part-way, `repair` ends it.
+            Err(cause) if index > 0 && !matches!(cause, Error::Unfinished { .. }) => {
+                let path = member.name().to_owned();
+                return Err(Error::Unfinished { path, what: "the group rekey", cause: Box::new(cause) });
+            }
+            other => other?,
+        }
     }
     Ok((current.wrapped_dek.key_ref().clone(), new_ref))
 }

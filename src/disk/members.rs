@@ -41,16 +41,21 @@ impl Member {
         Ok(Member { storage, headers })
     }
 
-    /// Writes `header` as both copies, the one that is not current first, and reads them back.
+    /// Writes `header` as both copies, the one that is not current first, and reads them back. Once the
+    /// first copy is written and flushed the new header is current: a failure after that point says so
+    /// ([`Error::Unfinished`]) instead of suggesting nothing changed.
     pub(crate) fn write_pair(&mut self, header: &Header) -> Result<()> {
         let first = 1 - self.headers.current;
         let mut next = header.clone();
-        for (slot, step) in [(first, 1), (1 - first, 2)] {
-            next.sequence = self.header().sequence + step;
-            self.write_copy(&next, slot)?;
-        }
-        self.headers = read_pair(self.storage.as_ref())?;
-        Ok(())
+        next.sequence = self.header().sequence + 1;
+        self.write_copy(&next, first)?;
+        next.sequence += 1;
+        let second = self.write_copy(&next, 1 - first).and_then(|()| self.reread());
+        second.map_err(|cause| Error::Unfinished {
+            path: self.name().to_owned(),
+            what: "the header update",
+            cause: Box::new(cause),
+        })
     }
 
     /// Writes one header copy and flushes it.
@@ -228,4 +233,70 @@ pub(crate) fn check_group(members: &[Member]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{CreateOptions, Volume};
+    use crate::keys::NativeProvider;
+    use crate::storage::MemStorage;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Memory storage whose writes fail once `writes_left` runs out.
+    #[derive(Debug)]
+    struct FailingWrites(Arc<MemStorage>, Arc<AtomicUsize>);
+
+    impl Storage for FailingWrites {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn size(&self) -> std::io::Result<u64> {
+            self.0.size()
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+            let left = self.1.load(Ordering::Relaxed);
+            if left == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.1.store(left - 1, Ordering::Relaxed);
+            self.0.write_at(data, offset)
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_header_update_stopped_after_its_first_copy_says_it_took_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = NativeProvider::init(dir.path().join("kdk")).unwrap();
+        let memory = Arc::new(MemStorage::new("mem", (1 << 20) + (1 << 16)));
+        Volume::create_on(&[memory.as_ref()], Mode::Vm, 1 << 16, &CreateOptions::default(), &provider)
+            .unwrap();
+        let writes_left = Arc::new(AtomicUsize::new(usize::MAX));
+        let store = FailingWrites(memory.clone(), writes_left.clone());
+        let mut member = Member::open(Box::new(store), true).unwrap();
+        let next = Header { generation: 7, ..member.header().clone() };
+
+        // The first copy fails: nothing changed, a plain I/O error.
+        writes_left.store(0, Ordering::Relaxed);
+        let err = member.write_pair(&next).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert_eq!(read_pair(memory.as_ref()).unwrap().header().generation, 1);
+
+        // The second copy fails: the new header is current, and the error says so and names repair.
+        writes_left.store(1, Ordering::Relaxed);
+        let err = member.write_pair(&next).unwrap_err();
+        assert!(matches!(err, Error::Unfinished { .. }), "{err:?}");
+        assert_eq!(err.os_error(), Some(libc::EIO));
+        assert!(err.to_string().contains("run `repair`"), "{err}");
+        let pair = read_pair(memory.as_ref()).unwrap();
+        assert_eq!(pair.header().generation, 7);
+        assert!(pair.problems().iter().any(Option::is_some), "the other copy is stale");
+    }
 }

@@ -175,9 +175,19 @@ pub(crate) enum GroupCommand {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Members {
-    /// A member file; give every member of the group, in any order.
-    #[arg(long = "member", value_name = "PATH", required = true)]
-    paths: Vec<PathBuf>,
+    /// The member files, in any order, every one of the group: given as `disk` commands take a disk
+    /// (`group info a.img b.img`), or each with --member.
+    #[arg(value_name = "MEMBER", required_unless_present = "named")]
+    given: Vec<PathBuf>,
+    /// A member file (the same as giving it without the flag).
+    #[arg(long = "member", value_name = "PATH")]
+    named: Vec<PathBuf>,
+}
+
+impl Members {
+    fn paths(&self) -> Vec<PathBuf> {
+        self.given.iter().chain(&self.named).cloned().collect()
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -348,17 +358,17 @@ pub(crate) fn run_group(command: GroupCommand) -> Result<()> {
     let d = Mode::Datastore;
     match command {
         GroupCommand::Create { members, size_per_member, stripe, layout } => {
-            create(&members.paths, d, size_per_member, stripe, layout)
+            create(&members.paths(), d, size_per_member, stripe, layout)
         }
-        GroupCommand::Info { members, json } => info(&members.paths, d, json),
-        GroupCommand::Write { members, write } => write_from(&members.paths, d, write),
-        GroupCommand::Read { members, read } => read_to(&members.paths, d, read),
-        GroupCommand::Import { members, import } => import_raw(&members.paths, d, import),
-        GroupCommand::Export { members, export } => export_raw(&members.paths, d, export),
-        GroupCommand::Discard { members, discard } => discard_cmd(&members.paths, d, discard),
-        GroupCommand::Rekey { members, rekey } => rekey_cmd(&members.paths, d, rekey),
-        GroupCommand::Repair { members } => repair_cmd(&members.paths, d),
-        GroupCommand::DumpKey { members, dump } => dump_key(&members.paths, d, dump),
+        GroupCommand::Info { members, json } => info(&members.paths(), d, json),
+        GroupCommand::Write { members, write } => write_from(&members.paths(), d, write),
+        GroupCommand::Read { members, read } => read_to(&members.paths(), d, read),
+        GroupCommand::Import { members, import } => import_raw(&members.paths(), d, import),
+        GroupCommand::Export { members, export } => export_raw(&members.paths(), d, export),
+        GroupCommand::Discard { members, discard } => discard_cmd(&members.paths(), d, discard),
+        GroupCommand::Rekey { members, rekey } => rekey_cmd(&members.paths(), d, rekey),
+        GroupCommand::Repair { members } => repair_cmd(&members.paths(), d),
+        GroupCommand::DumpKey { members, dump } => dump_key(&members.paths(), d, dump),
     }
 }
 

@@ -499,6 +499,9 @@ fn a_closed_stdout_ends_quietly() {
     let out = child.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(101), "panicked");
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Members are given as a disk is, or with --member, or both.
+    let positional = env.json(&["group", "info", "g0", "--member", "g1", "--json"]);
+    assert_eq!(positional["group"]["members_given"], 2);
     // `group info` on a VM-mode disk is refused, as `group read` is.
     env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
     env.refused(&["group", "info", "--member", "vm.disk"], "use `sectorcrypt disk info`");

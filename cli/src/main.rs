@@ -10,19 +10,14 @@ macro_rules! outln {
 }
 
 mod bench;
-mod cell;
-mod chart;
 mod demo;
 mod disk;
 mod input;
 mod keys;
-mod openssl_rows;
 mod output;
 mod raw;
 mod signals;
 mod size;
-mod timing;
-mod workload;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};

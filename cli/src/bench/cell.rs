@@ -62,3 +62,40 @@ pub(crate) fn size_label(bs: u64) -> String {
         b => format!("{b}"),
     }
 }
+
+/// The cells as CSV, one header line and a line per cell.
+pub(super) fn csv(cells: &[Cell]) -> String {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    let mut out = String::from(
+        "config,block_size,read_pct,threads,queue_depth,seconds,ios,iops,mbps,read_lat_avg_us,read_lat_p95_us,read_lat_p99_us,write_lat_avg_us,write_lat_p95_us,write_lat_p99_us,p95_within_3x_avg,cpu_pct,cpu_us_per_io,cpu_change_pct,iops_change_pct,seed,io_engine,direct\n",
+    );
+    for c in cells {
+        out += &format!(
+            "{},{},{},{},{},{:.3},{},{:.1},{:.2},{},{},{},{},{},{},{},{:.2},{:.3},{},{},{},{},{}\n",
+            c.config,
+            c.block_size,
+            c.read_pct,
+            c.threads,
+            c.queue_depth,
+            c.seconds,
+            c.ios,
+            c.iops,
+            c.mbps,
+            opt(c.read_lat_avg_us),
+            opt(c.read_lat_p95_us),
+            opt(c.read_lat_p99_us),
+            opt(c.write_lat_avg_us),
+            opt(c.write_lat_p95_us),
+            opt(c.write_lat_p99_us),
+            c.p95_within_3x_avg,
+            c.cpu_pct,
+            c.cpu_us_per_io,
+            opt(c.cpu_change_pct),
+            opt(c.iops_change_pct),
+            c.seed,
+            c.io_engine,
+            c.direct
+        );
+    }
+    out
+}

@@ -12,34 +12,17 @@ use serde::Serialize;
 use std::hint::black_box;
 use std::time::Duration;
 
-#[derive(clap::Subcommand, Debug)]
-pub(crate) enum What {
-    /// Cipher throughput in GB/s (10^9 bytes per second).
-    Cipher(CipherArgs),
-    /// The VM-vs-datastore encryption matrix: random I/O through the encrypted data path against an
-    /// unencrypted baseline (IOPS, MB/s, latency avg/p95/p99, CPU), with optional JSON, CSV and chart.
-    Workload(Box<super::workload::WorkloadArgs>),
-    /// Redraw the chart of a saved `bench workload --json` run.
-    Chart(super::workload::ChartArgs),
-}
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct CipherArgs {
-    /// Print one JSON array of rows instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Seconds spent measuring each row (the best slice of about a millisecond is reported).
-    #[arg(long, default_value_t = 0.2, value_name = "S")]
-    seconds: f64,
-    /// Only these backends (comma-separated; default: every one this CPU supports).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    backends: Vec<String>,
-    /// Size of the out-of-cache buffer in MiB (0 leaves those rows out).
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
-    large_mib: usize,
-    /// Also run the system's `openssl speed -evp aes-{128,256}-xts -bytes 4096` and add its rates.
-    #[arg(long)]
-    system_openssl: bool,
+/// What one run measures: the validated arguments of `bench cipher`.
+pub(super) struct Config {
+    /// One JSON array of rows instead of a table.
+    pub(super) json: bool,
+    /// Time per row.
+    pub(super) per_row: Duration,
+    pub(super) backends: Vec<Backend>,
+    /// Bytes of the out-of-cache buffer (0: no such rows).
+    pub(super) large: usize,
+    /// Seconds for each run of the system's `openssl speed`, if it is to run.
+    pub(super) system_openssl: Option<u32>,
 }
 
 /// One measurement.
@@ -126,27 +109,9 @@ impl PageAligned {
     }
 }
 
-pub(crate) fn run(what: What) -> Result<()> {
-    match what {
-        What::Cipher(args) => cipher(args),
-        What::Workload(args) => super::workload::run(*args),
-        What::Chart(args) => super::workload::chart(args),
-    }
-}
-
-fn cipher(args: CipherArgs) -> Result<()> {
-    let backends: Vec<Backend> = if args.backends.is_empty() {
-        Backend::supported().collect()
-    } else {
-        args.backends
-            .iter()
-            .map(|name| Ok(name.parse::<BackendChoice>()?.resolve()?))
-            .collect::<Result<_>>()?
-    };
-    if !(0.01..=60.0).contains(&args.seconds) {
-        anyhow::bail!("--seconds must be a number from 0.01 to 60, got {}", args.seconds);
-    }
-    let per_row = Duration::from_secs_f64(args.seconds);
+/// Measures every row of `config` and prints them.
+pub(super) fn run(config: &Config) -> Result<()> {
+    let (backends, per_row) = (&config.backends, config.per_row);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     let mut shared = PageAligned::new(SHARED.max(IN_CACHE), 0x5a);
@@ -156,7 +121,7 @@ fn cipher(args: CipherArgs) -> Result<()> {
         let key = XtsKey::from_bytes(&demo_key(key_bits))?;
         for direction in ["encrypt", "decrypt"] {
             rows.push(ecb_ceiling(key_bits, direction, buf, per_row));
-            for &backend in &backends {
+            for &backend in backends {
                 let xts = Xts::new(&key, BackendChoice::Named(backend))?;
                 let xts_row =
                     |data_unit: usize, buffer: usize, threads: usize, buf: &mut [u8]| -> Result<Row> {
@@ -190,18 +155,17 @@ fn cipher(args: CipherArgs) -> Result<()> {
             openssl_rows(&mut rows, key_bits, direction, buf, per_row)?;
         }
     }
-    if args.system_openssl {
+    if let Some(seconds) = config.system_openssl {
         for key_bits in [128, 256] {
-            let seconds = (args.seconds * 5.0).ceil() as u32;
             let (version, gbps) = super::openssl_rows::system_speed(key_bits, seconds)?;
             rows.push(Row::new("openssl-speed", version, key_bits, 4096, 4096, "encrypt", 1, gbps));
         }
     }
-    if args.large_mib > 0 {
-        large_rows(&mut rows, &backends, args.large_mib << 20, cores, per_row)?;
+    if config.large > 0 {
+        large_rows(&mut rows, backends, config.large, cores, per_row)?;
     }
     add_ceiling_percentages(&mut rows);
-    if args.json {
+    if config.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_table(&rows);
@@ -285,7 +249,7 @@ fn run_xts(
     if threads == 1 {
         return Ok(measure(time, len, || call(buf)));
     }
-    let pool = super::pool(threads)?;
+    let pool = crate::pool(threads)?;
     Ok(pool.install(|| measure(time, len, || call(buf))))
 }
 

@@ -12,10 +12,8 @@
 //! time. The three configurations of one cell run back to back, so drift on a shared machine hits them
 //! alike; compare within a run.
 
-use super::cell::{Cell, size_label};
-use super::size::parse_size;
-use super::{BackendArg, IoArg};
-use anyhow::{Context, Result, bail};
+use super::cell::{Cell, csv, size_label};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sectorcrypt::disk::{CreateOptions, IoRequest, Mode, OpenOptions, Volume};
 use sectorcrypt::files::{AtomicFile, Overwrite};
@@ -25,74 +23,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[derive(clap::Args, Debug)]
-pub(crate) struct WorkloadArgs {
-    /// Configurations (comma-separated): baseline, vm, datastore.
-    #[arg(long, value_delimiter = ',', value_enum)]
-    configs: Option<Vec<Config>>,
-    /// Block sizes (comma-separated; suffixes K, M). Default 4k,16k,64k,128k (quick: 4k,64k).
-    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
-    block_sizes: Option<Vec<u64>>,
-    /// Read shares in percent (comma-separated). Default 0,20,70 (quick: 0,70).
-    #[arg(long, value_delimiter = ',')]
-    read_pct: Option<Vec<u32>>,
-    /// Threads doing the work, each issuing its requests and running the cipher on them
-    /// (comma-separated; 0: one per core). Default 1,2 (quick: 1).
-    #[arg(long, value_delimiter = ',')]
-    threads: Option<Vec<usize>>,
-    /// Requests per batch per thread.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    queue_depth: usize,
-    /// Bytes of each configuration's disk (the group splits them over its members). Default 512M
-    /// (quick: 64M).
-    #[arg(long, value_parser = parse_size)]
-    size: Option<u64>,
-    /// Seconds measured per cell. Default 2 (quick: 0.4).
-    #[arg(long, value_name = "S")]
-    seconds: Option<f64>,
-    /// Directory for the benchmark's files (default: the system's temporary directory). Use a tmpfs
-    /// (e.g. /dev/shm) to take the device out of the picture.
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// O_DIRECT on or off.
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-    direct: String,
-    /// Members of the datastore-mode group.
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    members: usize,
-    /// Bytes per data unit of the encrypted disks.
-    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
-    data_unit: usize,
-    /// A small matrix that finishes in well under a minute (smoke runs).
-    #[arg(long)]
-    quick: bool,
-    /// Seed of the offset generator (printed, so a run can be repeated).
-    #[arg(long, default_value_t = 1619)]
-    seed: u64,
-    /// Print the cells as a JSON array on stdout (the table then goes to stderr).
-    #[arg(long)]
-    json: bool,
-    /// Write the cells as a JSON array to this file.
-    #[arg(long, value_name = "PATH")]
-    json_file: Option<PathBuf>,
-    /// Write the cells as CSV.
-    #[arg(long, value_name = "PATH")]
-    csv: Option<PathBuf>,
-    /// Draw IOPS, latency and CPU change per cell (.svg or .png).
-    #[arg(long, value_name = "PATH")]
-    chart: Option<PathBuf>,
-    /// Replace existing --json-file, --csv and --chart files (otherwise refused).
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
-    backend: BackendArg,
-    #[command(flatten)]
-    io: IoArg,
-}
-
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Config {
+pub(super) enum Config {
     /// The same data path without encryption.
     Baseline,
     /// One encrypted disk (a DEK per disk).
@@ -111,72 +44,30 @@ impl Config {
     }
 }
 
-struct Plan {
-    configs: Vec<Config>,
-    block_sizes: Vec<u64>,
-    read_pct: Vec<u32>,
-    threads: Vec<usize>,
-    size: u64,
-    seconds: f64,
+pub(super) struct Plan {
+    pub(super) configs: Vec<Config>,
+    pub(super) block_sizes: Vec<u64>,
+    pub(super) read_pct: Vec<u32>,
+    pub(super) threads: Vec<usize>,
+    pub(super) size: u64,
+    pub(super) seconds: f64,
 }
 
-impl WorkloadArgs {
-    fn plan(&self) -> Result<Plan> {
-        let quick = self.quick;
-        let mut plan = Plan {
-            configs: self.configs.clone().unwrap_or(vec![Config::Baseline, Config::Vm, Config::Datastore]),
-            block_sizes: self.block_sizes.clone().unwrap_or(if quick {
-                vec![4096, 65536]
-            } else {
-                vec![4096, 16384, 65536, 131072]
-            }),
-            read_pct: self.read_pct.clone().unwrap_or(if quick { vec![0, 70] } else { vec![0, 20, 70] }),
-            threads: self.threads.clone().unwrap_or(if quick { vec![1] } else { vec![1, 2] }),
-            size: self.size.unwrap_or(if quick { 64 << 20 } else { 512 << 20 }),
-            seconds: self.seconds.unwrap_or(if quick { 0.4 } else { 2.0 }),
-        };
-        if plan.read_pct.iter().any(|&p| p > 100) {
-            bail!("--read-pct values are percentages (0 to 100)");
-        }
-        // 0 threads means one per core, as everywhere `--threads` appears.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for threads in &mut plan.threads {
-            if *threads == 0 {
-                *threads = cores;
-            }
-        }
-        if self.queue_depth == 0 {
-            bail!("--queue-depth must be at least 1");
-        }
-        if !(plan.seconds > 0.0 && plan.seconds.is_finite()) {
-            bail!("--seconds must be positive");
-        }
-        for path in [&self.json_file, &self.csv, &self.chart].into_iter().flatten() {
-            if !self.force && std::fs::symlink_metadata(path).is_ok() {
-                bail!("{} already exists; refusing to overwrite it (--force replaces it)", path.display());
-            }
-        }
-        if let Some(chart) = &self.chart {
-            let extension = chart.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            if extension != "svg" && extension != "png" {
-                bail!("--chart must end in .svg or .png");
-            }
-        }
-        if self.members == 0 {
-            bail!("--members must be at least 1");
-        }
-        let stripe = 1u64 << 20;
-        let per_member = plan.size / self.members as u64 / stripe * stripe;
-        if per_member == 0 {
-            bail!("--size must give every member at least 1 MiB ({} members)", self.members);
-        }
-        for &bs in &plan.block_sizes {
-            if bs == 0 || bs > per_member * self.members as u64 || bs > 64 << 20 {
-                bail!("block size {bs} is zero or larger than the disk (or 64 MiB)");
-            }
-        }
-        Ok(Plan { size: per_member * self.members as u64, ..plan })
-    }
+/// What one run measures and writes: the validated arguments of `bench workload`.
+pub(super) struct Workload {
+    pub(super) plan: Plan,
+    pub(super) queue_depth: usize,
+    pub(super) dir: Option<PathBuf>,
+    pub(super) members: usize,
+    pub(super) data_unit: usize,
+    pub(super) seed: u64,
+    pub(super) options: OpenOptions,
+    /// JSON on stdout (the table then goes to stderr).
+    pub(super) json: bool,
+    pub(super) json_file: Option<PathBuf>,
+    pub(super) csv: Option<PathBuf>,
+    pub(super) chart: Option<PathBuf>,
+    pub(super) force: bool,
 }
 
 fn process_cpu() -> Duration {
@@ -268,22 +159,23 @@ struct Setup {
     provider: NativeProvider,
 }
 
-fn setup(args: &WorkloadArgs, plan: &Plan) -> Result<Setup> {
-    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+fn setup(w: &Workload) -> Result<Setup> {
+    let plan = &w.plan;
+    let base = w.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("sectorcrypt-workload-")
         .tempdir_in(&base)
         .with_context(|| format!("cannot create a directory in {}", base.display()))?;
     let provider = NativeProvider::init(dir.path().join("kdk"))?;
     let vm = vec![dir.path().join("vm.disk")];
-    let group: Vec<PathBuf> = (0..args.members).map(|i| dir.path().join(format!("group-{i}.disk"))).collect();
-    let create = CreateOptions { data_unit: args.data_unit, ..CreateOptions::default() };
+    let group: Vec<PathBuf> = (0..w.members).map(|i| dir.path().join(format!("group-{i}.disk"))).collect();
+    let create = CreateOptions { data_unit: w.data_unit, ..CreateOptions::default() };
     let needs = |c: Config| plan.configs.contains(&c);
     if needs(Config::Vm) || needs(Config::Baseline) {
         Volume::create(&vm, Mode::Vm, plan.size, &create, &provider)?;
     }
     if needs(Config::Datastore) {
-        Volume::create(&group, Mode::Datastore, plan.size / args.members as u64, &create, &provider)?;
+        Volume::create(&group, Mode::Datastore, plan.size / w.members as u64, &create, &provider)?;
     }
     Ok(Setup { _dir: dir, vm, group, provider })
 }
@@ -349,16 +241,9 @@ fn fs_type(dir: &Path) -> String {
         .map_or_else(|| "unknown".into(), |(_, kind)| kind)
 }
 
-pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
-    let plan = args.plan()?;
-    let options = OpenOptions {
-        writable: true,
-        backend: args.backend.choice()?,
-        io: args.io.engine(),
-        queue_depth: args.queue_depth.max(1),
-        direct: args.direct == "on",
-    };
-    let setup = setup(&args, &plan)?;
+pub(super) fn run(w: &Workload) -> Result<()> {
+    let (plan, options) = (&w.plan, &w.options);
+    let setup = setup(w)?;
     let dir = setup.vm[0].parent().map(Path::to_path_buf).unwrap_or_default();
     // The baseline and the VM disk share one file, whose lock admits one writer: each configuration is
     // opened for its cells only.
@@ -367,22 +252,22 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
     let direct = probe.is_direct();
     let backend = probe.backend();
     drop(probe);
-    let say = |line: std::fmt::Arguments<'_>| report(args.json, line);
+    let say = |line: std::fmt::Arguments<'_>| report(w.json, line);
     say(format_args!("machine: {}", machine_line(&dir)));
     say(format_args!(
         "run: seed {}, {} s per cell, disk {} MiB ({} members for datastore), data unit {}, queue depth {}, {io_engine}, O_DIRECT {}, cipher backend {}",
-        args.seed,
+        w.seed,
         plan.seconds,
         plan.size >> 20,
-        args.members,
-        args.data_unit,
-        args.queue_depth,
+        w.members,
+        w.data_unit,
+        w.queue_depth,
         if direct { "on" } else { "off" },
         backend.name()
     ));
     for &config in &plan.configs {
         if config != Config::Baseline {
-            prefill(&setup.open(config, options.clone())?, args.seed)?;
+            prefill(&setup.open(config, options.clone())?, w.seed)?;
         }
     }
 
@@ -409,10 +294,9 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
                         100 - read_pct
                     ));
                     let warm = (plan.seconds * 0.1).min(0.3);
-                    measure(volume, bs, read_pct, threads, args.queue_depth, warm, args.seed ^ 0xdead)?;
-                    let mut m =
-                        measure(volume, bs, read_pct, threads, args.queue_depth, plan.seconds, args.seed)?;
-                    let mut cell = to_cell(*config, bs, read_pct, threads, &args, &mut m, io_engine, direct);
+                    measure(volume, bs, read_pct, threads, w.queue_depth, warm, w.seed ^ 0xdead)?;
+                    let mut m = measure(volume, bs, read_pct, threads, w.queue_depth, plan.seconds, w.seed)?;
+                    let mut cell = to_cell(*config, bs, read_pct, threads, w, &mut m, io_engine, direct);
                     if *config == Config::Baseline {
                         baseline = Some(cell.clone());
                     } else if let Some(base) = &baseline {
@@ -427,18 +311,18 @@ pub(crate) fn run(args: WorkloadArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    print_verdict(&cells, args.json);
+    print_verdict(&cells, w.json);
     let json = serde_json::to_string_pretty(&cells)? + "\n";
-    if args.json {
+    if w.json {
         outln!("{}", json.trim_end());
     }
-    if let Some(path) = &args.json_file {
-        write_file(path, json.as_bytes(), args.force)?;
+    if let Some(path) = &w.json_file {
+        write_file(path, json.as_bytes(), w.force)?;
     }
-    if let Some(path) = &args.csv {
-        write_file(path, csv(&cells).as_bytes(), args.force)?;
+    if let Some(path) = &w.csv {
+        write_file(path, csv(&cells).as_bytes(), w.force)?;
     }
-    if let Some(path) = &args.chart {
+    if let Some(path) = &w.chart {
         super::chart::draw(path, &cells, &machine_line(&dir))?;
         say(format_args!("chart: {}", path.display()));
     }
@@ -455,7 +339,7 @@ fn to_cell(
     bs: u64,
     read_pct: u32,
     threads: usize,
-    args: &WorkloadArgs,
+    w: &Workload,
     m: &mut Measured,
     io_engine: &'static str,
     direct: bool,
@@ -473,7 +357,7 @@ fn to_cell(
         block_size: bs,
         read_pct,
         threads,
-        queue_depth: args.queue_depth,
+        queue_depth: w.queue_depth,
         seconds: wall,
         ios,
         iops: ios as f64 / wall,
@@ -489,37 +373,10 @@ fn to_cell(
         cpu_us_per_io: if ios > 0 { m.cpu.as_secs_f64() / ios as f64 * 1e6 } else { 0.0 },
         cpu_change_pct: None,
         iops_change_pct: None,
-        seed: args.seed,
+        seed: w.seed,
         io_engine: io_engine.into(),
         direct,
     }
-}
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct ChartArgs {
-    /// A JSON file written by `bench workload --json`.
-    #[arg(long, value_name = "PATH")]
-    from: PathBuf,
-    /// The chart to draw (.svg or .png).
-    #[arg(long, value_name = "PATH")]
-    to: PathBuf,
-    /// The subtitle (e.g. the machine the run was made on).
-    #[arg(long, default_value = "")]
-    title: String,
-}
-
-/// Redraws the chart of a saved run.
-pub(crate) fn chart(args: ChartArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.from)
-        .with_context(|| format!("cannot read {}", args.from.display()))?;
-    let cells: Vec<Cell> = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not the JSON of `bench workload --json`", args.from.display()))?;
-    if cells.is_empty() {
-        bail!("{} holds no cells", args.from.display());
-    }
-    super::chart::draw(&args.to, &cells, &args.title)?;
-    outln!("chart: {}", args.to.display());
-    Ok(())
 }
 
 fn table_header() -> String {
@@ -603,40 +460,4 @@ fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     let file = AtomicFile::create(path, overwrite, 0o644)?;
     file.file().write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(file.commit()?)
-}
-
-fn csv(cells: &[Cell]) -> String {
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
-    let mut out = String::from(
-        "config,block_size,read_pct,threads,queue_depth,seconds,ios,iops,mbps,read_lat_avg_us,read_lat_p95_us,read_lat_p99_us,write_lat_avg_us,write_lat_p95_us,write_lat_p99_us,p95_within_3x_avg,cpu_pct,cpu_us_per_io,cpu_change_pct,iops_change_pct,seed,io_engine,direct\n",
-    );
-    for c in cells {
-        out += &format!(
-            "{},{},{},{},{},{:.3},{},{:.1},{:.2},{},{},{},{},{},{},{},{:.2},{:.3},{},{},{},{},{}\n",
-            c.config,
-            c.block_size,
-            c.read_pct,
-            c.threads,
-            c.queue_depth,
-            c.seconds,
-            c.ios,
-            c.iops,
-            c.mbps,
-            opt(c.read_lat_avg_us),
-            opt(c.read_lat_p95_us),
-            opt(c.read_lat_p99_us),
-            opt(c.write_lat_avg_us),
-            opt(c.write_lat_p95_us),
-            opt(c.write_lat_p99_us),
-            c.p95_within_3x_avg,
-            c.cpu_pct,
-            c.cpu_us_per_io,
-            opt(c.cpu_change_pct),
-            opt(c.iops_change_pct),
-            c.seed,
-            c.io_engine,
-            c.direct
-        );
-    }
-    out
 }

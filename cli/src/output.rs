@@ -103,15 +103,8 @@ impl Output {
                 return Ok(Output::Through(file, target));
             }
         }
-        let overwrite = if args.force { Overwrite::Replace } else { Overwrite::Refuse };
         // Mode 0600, as before: the output is usually plaintext.
-        match AtomicFile::create(&target, overwrite, 0o600) {
-            Ok(file) => Ok(Output::Atomic(file)),
-            Err(err) if err.kind() == ErrorKind::AlreadyExists => {
-                bail!("{} already exists; refusing to overwrite it (--force replaces it)", to.display())
-            }
-            Err(err) => Err(err.into()),
-        }
+        Ok(Output::Atomic(new_file(&target, args.force, 0o600)?))
     }
 
     /// Where the bytes go.
@@ -136,6 +129,19 @@ impl Output {
             }
             Output::Atomic(file) => Ok(file.commit()?),
         }
+    }
+}
+
+/// A new regular file at `path` (see `sectorcrypt::files::AtomicFile`); an existing one is refused
+/// unless `force`, with a message that names --force.
+pub(crate) fn new_file(path: &Path, force: bool, mode: u32) -> Result<AtomicFile> {
+    let overwrite = if force { Overwrite::Replace } else { Overwrite::Refuse };
+    match AtomicFile::create(path, overwrite, mode) {
+        Ok(file) => Ok(file),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+            bail!("{} already exists; refusing to overwrite it (--force replaces it)", path.display())
+        }
+        Err(err) => Err(err.into()),
     }
 }
 

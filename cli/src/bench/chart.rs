@@ -4,6 +4,7 @@
 
 use super::cell::{Cell, size_label};
 use anyhow::{Context, Result, bail};
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -19,24 +20,36 @@ const SIZE: (u32, u32) = (1500, 1100);
 /// What a panel shows of a cell.
 type Metric = dyn Fn(&Cell) -> Option<f64>;
 
-/// Draws the chart to `path` (`.svg`, or `.png`, which needs a TrueType font on the system).
-pub(crate) fn draw(path: &Path, cells: &[Cell], machine: &str) -> Result<()> {
+/// The chart as the bytes of a `.svg` or `.png` file (PNG needs a TrueType font on the system), for
+/// the caller to write as a whole.
+pub(crate) fn render(path: &Path, cells: &[Cell], machine: &str) -> Result<Vec<u8>> {
     register_font()?;
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
         "svg" => {
-            let root = SVGBackend::new(path, SIZE).into_drawing_area();
-            paint(&root, cells, machine)?;
-            root.present().with_context(|| format!("cannot write {}", path.display()))?;
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+                paint(&root, cells, machine)?;
+                root.present().context("cannot draw the chart")?;
+            }
+            Ok(svg.into_bytes())
         }
         "png" => {
-            let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-            paint(&root, cells, machine)?;
-            root.present().with_context(|| format!("cannot write {}", path.display()))?;
+            let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+                paint(&root, cells, machine)?;
+                root.present().context("cannot draw the chart")?;
+            }
+            let mut png = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut png)
+                .write_image(&pixels, SIZE.0, SIZE.1, image::ColorType::Rgb8)
+                .context("cannot encode the chart as PNG")?;
+            Ok(png)
         }
         _ => bail!("--chart must end in .svg or .png"),
     }
-    Ok(())
 }
 
 /// plotters lays out text with a font it is given: load a common sans-serif one from the system.

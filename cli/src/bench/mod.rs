@@ -183,6 +183,7 @@ impl WorkloadArgs {
         if !(plan.seconds > 0.0 && plan.seconds.is_finite()) {
             bail!("--seconds must be positive");
         }
+        // Refused now rather than after minutes of measuring (writing refuses them again).
         for path in [&self.json_file, &self.csv, &self.chart].into_iter().flatten() {
             if !self.force && std::fs::symlink_metadata(path).is_ok() {
                 bail!("{} already exists; refusing to overwrite it (--force replaces it)", path.display());
@@ -242,6 +243,9 @@ pub(crate) struct ChartArgs {
     /// The subtitle (e.g. the machine the run was made on).
     #[arg(long, default_value = "")]
     title: String,
+    /// Replace an existing chart file (otherwise refused).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Redraws the chart of a saved run.
@@ -253,7 +257,7 @@ fn redraw(args: ChartArgs) -> Result<()> {
     if cells.is_empty() {
         bail!("{} holds no cells", args.from.display());
     }
-    chart::draw(&args.to, &cells, &args.title)?;
+    workload::write_file(&args.to, &chart::render(&args.to, &cells, &args.title)?, args.force)?;
     outln!("chart: {}", args.to.display());
     Ok(())
 }

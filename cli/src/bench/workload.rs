@@ -16,7 +16,6 @@ use super::cell::{Cell, csv, size_label};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sectorcrypt::disk::{CreateOptions, IoRequest, Mode, OpenOptions, Volume};
-use sectorcrypt::files::{AtomicFile, Overwrite};
 use sectorcrypt::keys::NativeProvider;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -323,7 +322,7 @@ pub(super) fn run(w: &Workload) -> Result<()> {
         write_file(path, csv(&cells).as_bytes(), w.force)?;
     }
     if let Some(path) = &w.chart {
-        super::chart::draw(path, &cells, &machine_line(&dir))?;
+        write_file(path, &super::chart::render(path, &cells, &machine_line(&dir))?, w.force)?;
         say(format_args!("chart: {}", path.display()));
     }
     Ok(())
@@ -454,10 +453,9 @@ fn report(to_stderr: bool, line: std::fmt::Arguments<'_>) {
 }
 
 /// Writes a report file completely or not at all; an existing one only with --force.
-fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+pub(super) fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     use std::io::Write;
-    let overwrite = if force { Overwrite::Replace } else { Overwrite::Refuse };
-    let file = AtomicFile::create(path, overwrite, 0o644)?;
+    let file = crate::output::new_file(path, force, 0o644)?;
     file.file().write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(file.commit()?)
 }

@@ -4,6 +4,10 @@
 //! the key on disk, readable by whoever collects the dump. [`disable_core_dumps`] marks the process
 //! not dumpable (`PR_SET_DUMPABLE` 0, which also keeps other users' debuggers out) and sets its core
 //! size limit to zero. The CLI calls it first thing; an embedder decides for its own process.
+//!
+//! An embedder that keeps core dumps on (a hypervisor debugging its own crashes) still gets no cipher
+//! keys in them: every `Xts` engine keeps its expanded key schedule on pages of its own marked
+//! `MADV_DONTDUMP` (in `sectorcrypt-simd`), whatever this module is asked.
 
 use crate::error::{Error, Result};
 

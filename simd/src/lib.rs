@@ -72,6 +72,7 @@ pub(crate) use for_each_middle_round;
 mod gf128;
 mod keys;
 mod portable;
+mod sealed;
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
@@ -86,6 +87,7 @@ pub use keys::KeyHalfLengthError;
 #[cfg(target_arch = "x86_64")]
 use keys::RoundKeys;
 use keys::{KeyHalves, PortableKeys};
+use sealed::Sealed;
 
 #[cfg(target_arch = "x86_64")]
 mod cpu {
@@ -310,13 +312,13 @@ impl UnitLayout {
 /// mismatch unrepresentable, so the dispatch below needs neither a check nor an `unwrap`.
 #[allow(clippy::large_enum_variant, reason = "built once per engine and never moved on a hot path")]
 enum Kernel {
-    Portable(PortableKeys),
+    Portable(Sealed<PortableKeys>),
     #[cfg(target_arch = "x86_64")]
-    AesNi(RoundKeys, cpu::AesNi),
+    AesNi(Sealed<RoundKeys>, cpu::AesNi),
     #[cfg(target_arch = "x86_64")]
-    Vaes256(RoundKeys, cpu::Vaes256),
+    Vaes256(Sealed<RoundKeys>, cpu::Vaes256),
     #[cfg(target_arch = "x86_64")]
-    Vaes512(RoundKeys, cpu::Vaes512),
+    Vaes512(Sealed<RoundKeys>, cpu::Vaes512),
 }
 
 /// An XTS-AES key schedule and the backend that runs it. Key material is zeroized on drop.
@@ -345,21 +347,21 @@ impl XtsEngine {
         let halves = KeyHalves::new(key1, key2).map_err(EngineError::KeyHalfLength)?;
         let unsupported = EngineError::Unsupported(backend);
         let kernel = match backend {
-            Backend::Portable => Kernel::Portable(PortableKeys::new(halves)),
+            Backend::Portable => Kernel::Portable(Sealed::new(PortableKeys::new(halves))),
             #[cfg(target_arch = "x86_64")]
             Backend::AesNi => {
                 let cpu = cpu::AesNi::detect().ok_or(unsupported)?;
-                Kernel::AesNi(RoundKeys::expand(halves, cpu), cpu)
+                Kernel::AesNi(Sealed::new(RoundKeys::expand(halves, cpu)), cpu)
             }
             #[cfg(target_arch = "x86_64")]
             Backend::Vaes256 => {
                 let cpu = cpu::Vaes256::detect().ok_or(unsupported)?;
-                Kernel::Vaes256(RoundKeys::expand(halves, cpu.aesni()), cpu)
+                Kernel::Vaes256(Sealed::new(RoundKeys::expand(halves, cpu.aesni())), cpu)
             }
             #[cfg(target_arch = "x86_64")]
             Backend::Vaes512 => {
                 let cpu = cpu::Vaes512::detect().ok_or(unsupported)?;
-                Kernel::Vaes512(RoundKeys::expand(halves, cpu.aesni()), cpu)
+                Kernel::Vaes512(Sealed::new(RoundKeys::expand(halves, cpu.aesni())), cpu)
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => return Err(unsupported),

@@ -179,3 +179,35 @@ fn vaes512_reaches_every_path() {
         }
     }
 }
+
+/// Every backend's key schedule sits on pages a core dump leaves out (`dd` in the VM flags of the
+/// mapping that holds it, on Linux).
+#[cfg(target_os = "linux")]
+#[test]
+fn key_schedules_are_left_out_of_core_dumps() {
+    for backend in Backend::supported() {
+        let engine = XtsEngine::new(backend, &[1; 32], &[2; 32]).unwrap();
+        let address = match &engine.kernel {
+            Kernel::Portable(keys) => keys.address(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AesNi(keys, _) | Kernel::Vaes256(keys, _) | Kernel::Vaes512(keys, _) => keys.address(),
+        };
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut flags = None;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((start, end)) = range.split_once('-')
+                && let (Ok(start), Ok(end)) =
+                    (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+            {
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(vm_flags) = line.strip_prefix("VmFlags:") {
+                flags = Some(vm_flags.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+                break;
+            }
+        }
+        let flags = flags.expect("the key schedule's mapping is in /proc/self/smaps");
+        assert!(flags.iter().any(|f| f == "dd"), "{backend}: VmFlags {flags:?}");
+    }
+}

@@ -230,3 +230,44 @@ fn concurrent_partial_writes_to_the_same_units_lose_nothing() {
         assert!(piece.iter().all(|&b| b == (i % 2) as u8 + 1), "piece {i} lost a write");
     }
 }
+
+/// A volume on caller-supplied storage (memory here) works like one on files; a write whose
+/// ciphertext would be all zeros (the mark of an unwritten unit) is refused and writes nothing, so no
+/// written unit can be taken for an unwritten one; unwritten and discarded units read as zeros.
+#[test]
+fn memory_storage_unwritten_units_and_the_one_unwritable_plaintext() {
+    use sectorcrypt::keys::KeyProvider;
+    use sectorcrypt::storage::MemStorage;
+    use sectorcrypt::{BackendChoice, DataUnits, Xts};
+    use std::sync::Arc;
+
+    let f = fixture();
+    let memory = Arc::new(MemStorage::new("mem", (MIB + 64 * 4096) as usize));
+    Volume::create_on(&[memory.as_ref()], Mode::Vm, 64 * 4096, &CreateOptions::default(), &f.provider)
+        .unwrap();
+    let open = OpenOptions { writable: true, ..OpenOptions::default() };
+    let volume = Volume::open_on(vec![Box::new(memory.clone())], Mode::Vm, &f.provider, open).unwrap();
+    let mut all = vec![1u8; 64 * 4096];
+    volume.read_at(0, &mut all).unwrap();
+    assert!(all.iter().all(|&b| b == 0), "a new volume reads as zeros");
+
+    // The plaintext that unit 5 would encrypt to all zeros: D(0) under the disk's own key.
+    let dek = f.provider.unwrap_dek(&volume.header().wrapped_dek).unwrap();
+    let xts = Xts::new(dek.xts_key(), BackendChoice::Auto).unwrap();
+    let mut unwritable = vec![0u8; 4096];
+    xts.decrypt_units(&mut unwritable, DataUnits::new(4096).unwrap().starting_at(5)).unwrap();
+    let before = memory.to_bytes();
+    assert_eq!(volume.write_at(5 * 4096, &unwritable), Err(Error::UnwritableUnit(5)));
+    assert!(memory.to_bytes() == before, "the refused write changed the store");
+
+    // Any other data, zeros included, is written as non-zero ciphertext and reads back.
+    volume.write_at(4096, &vec![0u8; 3 * 4096]).unwrap();
+    let at_rest = memory.to_bytes();
+    assert!(at_rest[MIB as usize + 4096..][..3 * 4096].chunks(4096).all(|u| u.iter().any(|&b| b != 0)));
+    volume.write_at(100, b"kept").unwrap();
+    assert_eq!(volume.discard(4096, 2 * 4096).unwrap(), 2 * 4096);
+    volume.read_at(0, &mut all).unwrap();
+    let mut expected = vec![0u8; 64 * 4096];
+    expected[100..104].copy_from_slice(b"kept");
+    assert!(all == expected);
+}

@@ -602,3 +602,23 @@ fn killed_commands_leave_no_plaintext_and_no_core_dump_limit_is_open() {
     let fields: Vec<&str> = core_line.split_whitespace().collect();
     assert_eq!(fields.get(4..6), Some(&["0", "0"][..]), "{core_line}");
 }
+
+#[test]
+fn a_block_device_output_needs_confirmation() {
+    let env = Env::new();
+    env.ok(&["disk", "create", "vm.disk", "--size", "1M"]);
+    // A block device node of our own (loop device 7:250, which nothing attaches here), so nothing
+    // real can be written even if the refusal failed.
+    let node = env.path("blockdev");
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(7, 250),
+    );
+    if made.is_err() {
+        return; // not root: no device node can be made
+    }
+    env.refused(&["disk", "export", "vm.disk", "--to", "blockdev"], "add --batch");
+}

@@ -86,3 +86,34 @@ pub(crate) fn zero_fill<S: Storage + ?Sized>(storage: &S, offset: u64, len: u64)
     }
     Ok(())
 }
+
+/// A store shared with the caller (who may keep a handle to look at it, as tests do) is a store.
+impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        (**self).read_at(buf, offset)
+    }
+    fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_at(data, offset)
+    }
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).discard(offset, len)
+    }
+    fn allocated(&self) -> Option<u64> {
+        (**self).allocated()
+    }
+    fn lock(&self, exclusive: bool) -> io::Result<()> {
+        (**self).lock(exclusive)
+    }
+    fn direct_fd(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        (**self).direct_fd()
+    }
+}

@@ -141,3 +141,44 @@ fn unsupported_backend_env_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown backend"));
     assert!(!output.exists());
 }
+
+/// `--key-file PATH` and `--key-file -` give the same ciphertext as `--key`, streaming `-` in and
+/// out; the new names `--from`/`--to` and the old `--input`/`--output` mean the same.
+#[test]
+fn key_file_and_streams_match_the_key_flag() {
+    let (dir, input, output) = setup(2 * 4096 + 48);
+    let out = raw("encrypt", KEY256, "4096", &input, &output, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = std::fs::read(&output).unwrap();
+    let key_file = dir.path().join("key.hex");
+    std::fs::write(&key_file, format!("{KEY256}\n")).unwrap();
+    let from_file = dir.path().join("from-file.xts");
+    let out = sectorcrypt(&[
+        "raw",
+        "encrypt",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--data-unit",
+        "4096",
+        "--from",
+        input.to_str().unwrap(),
+        "--to",
+        from_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&from_file).unwrap(), expected);
+    // The key on stdin, the data from a file and out on stdout.
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sectorcrypt"))
+        .args(["raw", "encrypt", "--key-file", "-", "--data-unit", "4096", "--to", "-", "--from"])
+        .arg(&input)
+        .env_remove("SECTORCRYPT_BACKEND")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(KEY256.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, expected);
+}

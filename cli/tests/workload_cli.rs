@@ -62,10 +62,13 @@ fn tiny_matrix_writes_every_output() {
     assert_eq!(left.len(), 2, "{left:?}");
 
     // --json: stdout carries the JSON alone, the table goes to stderr.
-    let out = workload(dir.path(), &["--configs", "baseline,vm", "--json"]);
+    // --threads 0 is one thread per core, as in `raw`: a second thread count next to the 1.
+    let out = workload(dir.path(), &["--configs", "baseline,vm", "--json", "--threads", "0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(cells.len(), 2 * 2 * 2);
+    assert_eq!(cells.len(), 2 * 2 * 2 * 2);
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(cells.iter().any(|c| c["threads"] == cores));
     assert!(String::from_utf8_lossy(&out.stderr).contains("targets:"));
     // An existing report file is refused (and left as it is) unless --force.
     let out = workload(dir.path(), &["--configs", "vm", "--csv", csv.to_str().unwrap()]);

@@ -79,7 +79,8 @@ fuzz_target!(|input: &[u8]| {
     let budget = if setup >> 4 == 15 { u64::MAX } else { u64::from(setup >> 4) * 8 };
     let handle = Arc::new(AtomicU64::new(u64::MAX));
     let store = Faulty { inner: memory.clone(), budget: handle.clone() };
-    let open = OpenOptions { writable: true, ..OpenOptions::default() };
+    // Two staging slots: more rounds per request, and an arena small enough to make thousands a second.
+    let open = OpenOptions { writable: true, queue_depth: 2, ..OpenOptions::default() };
     let volume = Volume::open_on(vec![Box::new(store)], Mode::Vm, &FixedProvider, open).unwrap();
     handle.store(budget, Ordering::Relaxed);
     let mut model = vec![0u8; SIZE as usize];

@@ -35,6 +35,14 @@ pub enum Error {
     /// A data-unit number would pass `u64::MAX`.
     #[error("the data-unit numbers would pass 2^64-1")]
     UnitNumberOverflow,
+    /// The source and the destination of an out-of-place call differ in length.
+    #[error("the source holds {src} bytes but the destination {dst}: they must be equal")]
+    LengthMismatch {
+        /// Source length.
+        src: usize,
+        /// Destination length.
+        dst: usize,
+    },
     /// The named backend does not exist.
     #[error("unknown backend {0:?} (expected auto, {names})", names = backend_names())]
     UnknownBackend(String),
@@ -296,6 +304,7 @@ impl Error {
             | Error::DataUnitLength(_)
             | Error::ZeroTweakStep
             | Error::UnitNumberOverflow
+            | Error::LengthMismatch { .. }
             | Error::UnknownBackend(_)
             | Error::KeyId(_)
             | Error::KeyProviderSpec(_)

@@ -122,6 +122,13 @@ impl DataUnits {
     }
 
     /// The library error for a layout the engine refused over `len` bytes.
+    fn check_pair(&self, src: &[u8], dst: &[u8]) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::LengthMismatch { src: src.len(), dst: dst.len() });
+        }
+        self.check(src.len() as u64)
+    }
+
     fn error(&self, e: LayoutError, len: u64) -> Error {
         match e {
             LayoutError::UnitNumberOverflow => Error::UnitNumberOverflow,
@@ -202,6 +209,20 @@ impl Xts {
     pub fn decrypt_units(&self, buf: &mut [u8], units: DataUnits) -> Result<()> {
         units.check(buf.len() as u64)?;
         self.engine.decrypt(buf, units.layout()).map_err(|e| units.error(e, buf.len() as u64))
+    }
+
+    /// Encrypts `src` into `dst` (the same length) as consecutive data units on the calling thread,
+    /// as fast as in place: the kernels read one buffer and write the other. On error `dst` is
+    /// untouched.
+    pub fn encrypt_units_to(&self, src: &[u8], dst: &mut [u8], units: DataUnits) -> Result<()> {
+        units.check_pair(src, dst)?;
+        self.engine.encrypt_to(src, dst, units.layout()).map_err(|e| units.error(e, src.len() as u64))
+    }
+
+    /// Decrypts `src` into `dst` (the same length); see [`encrypt_units_to`](Self::encrypt_units_to).
+    pub fn decrypt_units_to(&self, src: &[u8], dst: &mut [u8], units: DataUnits) -> Result<()> {
+        units.check_pair(src, dst)?;
+        self.engine.decrypt_to(src, dst, units.layout()).map_err(|e| units.error(e, src.len() as u64))
     }
 
     /// As [`encrypt_units`](Self::encrypt_units), spread over the current rayon pool when `buf` has at

@@ -13,9 +13,11 @@
 //! wide loop and for ciphertext stealing.
 
 use crate::keys::RoundKeys;
+use crate::span::Span;
 use core::arch::x86_64::*;
 
-/// Runs XTS over `buf` cut into units of `unit_len` bytes, numbered from `first` by `step`.
+/// Runs XTS over `buf` (in place or from a source) cut into units of `unit_len` bytes, numbered from
+/// `first` by `step`.
 ///
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE4.1 (`Backend::AesNi.is_supported()`).
@@ -23,7 +25,7 @@ use core::arch::x86_64::*;
 pub(crate) unsafe fn xts(
     keys: &RoundKeys,
     decrypt: bool,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -39,7 +41,7 @@ pub(crate) unsafe fn xts(
 #[inline(always)]
 unsafe fn units<const DEC: bool, const NR: usize>(
     keys: &RoundKeys,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -50,7 +52,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         let tk = load_keys(&keys.tweak);
         let mut number = first;
         let mut t0 = encrypt_tweak::<NR>(&tk, number);
-        for unit in buf.chunks_mut(unit_len.max(16)) {
+        for unit in buf.chunks(unit_len.max(16)) {
             number = number.wrapping_add(step);
             // The next unit's tweak depends on nothing below, so issuing it first lets the core
             // overlap its serial AES chain with this unit's blocks.
@@ -64,7 +66,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE4.1.
 #[inline(always)]
-unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: &mut [u8], t0: __m128i) {
+unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: Span<'_>, t0: __m128i) {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let (body, stolen) = split_for_stealing(unit);
@@ -72,9 +74,9 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: &
         for (j, t) in tw.iter_mut().enumerate() {
             *t = mul_x_pow(t0, j as i32);
         }
-        let mut groups = body.chunks_exact_mut(8 * 16);
+        let mut groups = body.chunks_exact(8 * 16);
         for group in &mut groups {
-            crypt_blocks::<DEC, NR, 8>(rk, group, &tw);
+            crypt_blocks::<DEC, NR, 8>(rk, &group, &tw);
             for t in &mut tw {
                 *t = mul_x_pow(*t, 8);
             }
@@ -87,10 +89,10 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: &
 /// Splits a data unit into the blocks processed normally and the part that needs ciphertext stealing:
 /// empty when the length is a multiple of 16, else the last full block and the partial one.
 #[inline(always)]
-pub(crate) fn split_for_stealing(unit: &mut [u8]) -> (&mut [u8], &mut [u8]) {
+pub(crate) fn split_for_stealing(unit: Span<'_>) -> (Span<'_>, Span<'_>) {
     let tail = unit.len() % 16;
     let body = if tail == 0 { unit.len() } else { unit.len().saturating_sub(16 + tail) };
-    unit.split_at_mut(body)
+    unit.split_at(body)
 }
 
 /// Loads all fifteen round-key slots (AES-128 leaves the last four zero).
@@ -175,20 +177,20 @@ unsafe fn last_round<const DEC: bool>(state: __m128i, key: __m128i) -> __m128i {
 #[inline(always)]
 pub(crate) unsafe fn crypt_blocks<const DEC: bool, const NR: usize, const W: usize>(
     rk: &[__m128i; 15],
-    blocks: &mut [u8],
+    blocks: &Span<'_>,
     tw: &[__m128i; W],
 ) {
     if blocks.len() < 16 * W {
         return;
     }
-    let p = blocks.as_mut_ptr();
-    // SAFETY: the loads and stores touch bytes 0..16 * W of `blocks`, checked above; the caller
-    // guarantees the features.
+    let (src, dst) = (blocks.src(), blocks.dst());
+    // SAFETY: the loads and stores touch bytes 0..16 * W of `blocks`, checked above, all loads before
+    // any store (which in place overwrites them); the caller guarantees the features.
     unsafe {
         let mut s = [_mm_setzero_si128(); W];
         for j in 0..W {
             let whitened = _mm_xor_si128(tw[j], rk[0]);
-            s[j] = _mm_xor_si128(_mm_loadu_si128(p.add(16 * j).cast()), whitened);
+            s[j] = _mm_xor_si128(_mm_loadu_si128(src.add(16 * j).cast()), whitened);
         }
         for key in &rk[1..NR] {
             for state in &mut s {
@@ -197,7 +199,7 @@ pub(crate) unsafe fn crypt_blocks<const DEC: bool, const NR: usize, const W: usi
         }
         for j in 0..W {
             let out = last_round::<DEC>(s[j], _mm_xor_si128(rk[NR], tw[j]));
-            _mm_storeu_si128(p.add(16 * j).cast(), out);
+            _mm_storeu_si128(dst.add(16 * j).cast(), out);
         }
     }
 }
@@ -210,19 +212,19 @@ pub(crate) unsafe fn crypt_blocks<const DEC: bool, const NR: usize, const W: usi
 #[inline(always)]
 pub(crate) unsafe fn blocks_in_xmm<const DEC: bool, const NR: usize>(
     rk: &[__m128i; 15],
-    blocks: &mut [u8],
+    blocks: Span<'_>,
     mut t: __m128i,
 ) -> __m128i {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        let mut quads = blocks.chunks_exact_mut(4 * 16);
+        let mut quads = blocks.chunks_exact(4 * 16);
         for quad in &mut quads {
             let tw = [t, mul_x_pow(t, 1), mul_x_pow(t, 2), mul_x_pow(t, 3)];
-            crypt_blocks::<DEC, NR, 4>(rk, quad, &tw);
+            crypt_blocks::<DEC, NR, 4>(rk, &quad, &tw);
             t = mul_x_pow(t, 4);
         }
-        for block in quads.into_remainder().chunks_exact_mut(16) {
-            crypt_blocks::<DEC, NR, 1>(rk, block, &[t]);
+        for block in quads.into_remainder().chunks_exact(16) {
+            crypt_blocks::<DEC, NR, 1>(rk, &block, &[t]);
             t = mul_x_pow(t, 1);
         }
         t
@@ -235,28 +237,27 @@ pub(crate) unsafe fn blocks_in_xmm<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE2.
 #[inline(always)]
-pub(crate) unsafe fn steal<const DEC: bool, const NR: usize>(
-    rk: &[__m128i; 15],
-    last: &mut [u8],
-    t: __m128i,
-) {
+pub(crate) unsafe fn steal<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], last: Span<'_>, t: __m128i) {
     if !(17..32).contains(&last.len()) {
         return;
     }
-    let (full, partial) = last.split_at_mut(16);
-    let tail = partial.len();
+    let tail = last.len() - 16;
+    let (mut full, mut partial) = last.split_at(16);
     // SAFETY: the caller guarantees the features.
     unsafe {
         let later = mul_x_pow(t, 1);
         // Encryption applies the block's own tweak first; decryption must undo the later one first.
         let (first_tweak, second_tweak) = if DEC { (later, t) } else { (t, later) };
+        // Both input pieces are read before either output piece is written: in place they are the
+        // same bytes.
         let mut stolen = [0u8; 16];
-        stolen.copy_from_slice(full);
-        crypt_blocks::<DEC, NR, 1>(rk, &mut stolen, &[first_tweak]);
-        let mut merged = stolen;
-        merged[..tail].copy_from_slice(partial);
-        partial.copy_from_slice(&stolen[..tail]);
-        crypt_blocks::<DEC, NR, 1>(rk, &mut merged, &[second_tweak]);
-        full.copy_from_slice(&merged);
+        full.read_into(0, &mut stolen);
+        let mut merged = [0u8; 16];
+        partial.read_into(0, &mut merged[..tail]);
+        crypt_blocks::<DEC, NR, 1>(rk, &Span::in_place(&mut stolen), &[first_tweak]);
+        merged[tail..].copy_from_slice(&stolen[tail..]);
+        partial.write(0, &stolen[..tail]);
+        crypt_blocks::<DEC, NR, 1>(rk, &Span::in_place(&mut merged), &[second_tweak]);
+        full.write(0, &merged);
     }
 }

@@ -48,6 +48,9 @@ fn refused_layout_leaves_buffer_untouched() {
         let layout = UnitLayout { unit_len: 512, first: 0, step: 1 };
         assert_eq!(engine.encrypt(&mut buf, layout), Err(LayoutError::TailTooShort));
         assert!(buf.iter().all(|&b| b == 7));
+        let mut out = vec![7u8; 512];
+        assert_eq!(engine.encrypt_to(&buf, &mut out, layout), Err(LayoutError::LengthMismatch));
+        assert!(out.iter().all(|&b| b == 7));
     }
 }
 
@@ -176,6 +179,11 @@ fn vaes512_reaches_every_path() {
             assert!(buf == expected, "AES-{} {unit_len} x {count}: encrypt differs", key_len * 8);
             vaes.decrypt(&mut buf, layout).unwrap();
             assert!(buf == plain, "AES-{} {unit_len} x {count}: decrypt differs", key_len * 8);
+            let mut out = vec![0x33; plain.len()];
+            vaes.encrypt_to(&plain, &mut out, layout).unwrap();
+            assert!(out == expected, "AES-{} {unit_len} x {count}: encrypt_to differs", key_len * 8);
+            vaes.decrypt_to(&expected, &mut out, layout).unwrap();
+            assert!(out == plain, "AES-{} {unit_len} x {count}: decrypt_to differs", key_len * 8);
         }
     }
 }

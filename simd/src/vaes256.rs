@@ -9,6 +9,7 @@
 
 use crate::aesni;
 use crate::keys::RoundKeys;
+use crate::span::Span;
 use core::arch::x86_64::*;
 
 /// Runs XTS over `buf` cut into units of `unit_len` bytes, numbered from `first` by `step`.
@@ -20,7 +21,7 @@ use core::arch::x86_64::*;
 pub(crate) unsafe fn xts(
     keys: &RoundKeys,
     decrypt: bool,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -36,7 +37,7 @@ pub(crate) unsafe fn xts(
 #[inline(always)]
 unsafe fn units<const DEC: bool, const NR: usize>(
     keys: &RoundKeys,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -51,7 +52,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         }
         let mut number = first;
         let mut t0 = aesni::encrypt_tweak::<NR>(&tk, number);
-        for unit in buf.chunks_mut(unit_len.max(16)) {
+        for unit in buf.chunks(unit_len.max(16)) {
             number = number.wrapping_add(step);
             // Issued first so the core overlaps this serial AES chain with the unit's blocks.
             let next = aesni::encrypt_tweak::<NR>(&tk, number);
@@ -67,7 +68,7 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 unsafe fn one_unit<const DEC: bool, const NR: usize>(
     rk: &[__m256i; 15],
     rk128: &[__m128i; 15],
-    unit: &mut [u8],
+    unit: Span<'_>,
     t0: __m128i,
 ) {
     // SAFETY: the caller guarantees the features; the loads and stores stay inside each 256-byte group.
@@ -79,16 +80,16 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
             let k = 2 * j as i64;
             *t = mul_x_pow(first, _mm256_set_epi64x(k + 1, k + 1, k, k));
         }
-        let mut groups = body.chunks_exact_mut(16 * 16);
+        let mut groups = body.chunks_exact(16 * 16);
         for group in &mut groups {
-            let p = group.as_mut_ptr();
+            let (src, dst) = (group.src(), group.dst());
             let mut s = [_mm256_setzero_si256(); 8];
             for (j, state) in s.iter_mut().enumerate() {
-                *state = _mm256_loadu_si256(p.add(32 * j).cast());
+                *state = _mm256_loadu_si256(src.add(32 * j).cast());
             }
             crypt::<DEC, NR, 8>(rk, &mut s, &tw);
             for (j, state) in s.iter().enumerate() {
-                _mm256_storeu_si256(p.add(32 * j).cast(), *state);
+                _mm256_storeu_si256(dst.add(32 * j).cast(), *state);
             }
             for t in &mut tw {
                 *t = mul_x16(*t);

@@ -28,7 +28,8 @@ pub(super) struct Config {
 /// One measurement.
 #[derive(Serialize, Clone, Debug)]
 struct Row {
-    /// `xts` for the engine, `aes-ecb` for the ceiling, `memory` for the in-place memory pass.
+    /// `xts` for the engine in place, `xts-to` for it from one buffer into another, `aes-ecb` for the
+    /// ceiling, `memory` for the in-place memory pass.
     kind: &'static str,
     /// The backend, or the implementation that set the bound.
     backend: String,
@@ -116,6 +117,8 @@ pub(super) fn run(config: &Config) -> Result<()> {
     let mut rows = Vec::new();
     let mut shared = PageAligned::new(SHARED.max(IN_CACHE), 0x5a);
     let buf = shared.bytes();
+    let mut source = PageAligned::new(IN_CACHE.max(UNITS[UNITS.len() - 1]), 0xa5);
+    let source = source.bytes();
 
     for key_bits in [128u32, 256] {
         let key = XtsKey::from_bytes(&demo_key(key_bits))?;
@@ -142,9 +145,16 @@ pub(super) fn run(config: &Config) -> Result<()> {
                 for unit in [512, 4096] {
                     rows.push(xts_row(unit, unit, 1, buf)?);
                 }
-                // Many units per call, in cache.
+                // Many units per call, in cache: in place, then from a source buffer into another.
                 for unit in UNITS {
                     rows.push(xts_row(unit, IN_CACHE.max(unit), 1, buf)?);
+                }
+                for unit in UNITS {
+                    let buffer = IN_CACHE.max(unit);
+                    let gbps =
+                        run_xts_to(&xts, direction, &source[..buffer], &mut buf[..buffer], unit, per_row)?;
+                    let backend = backend.name().into();
+                    rows.push(Row::new("xts-to", backend, key_bits, unit, buffer, direction, 1, gbps));
                 }
                 // Thread scaling on a buffer shared out to the pool.
                 for threads in dedup([1, cores]) {
@@ -253,6 +263,28 @@ fn run_xts(
     Ok(pool.install(|| measure(time, len, || call(buf))))
 }
 
+/// XTS from `src` into `dst` again and again on the calling thread (the out-of-place kernels).
+fn run_xts_to(
+    xts: &Xts,
+    direction: &str,
+    src: &[u8],
+    dst: &mut [u8],
+    data_unit: usize,
+    time: Duration,
+) -> Result<f64> {
+    let units = DataUnits::new(data_unit)?;
+    let decrypt = direction == "decrypt";
+    Ok(measure(time, src.len(), || {
+        let result = if decrypt {
+            xts.decrypt_units_to(src, dst, units)
+        } else {
+            xts.encrypt_units_to(src, dst, units)
+        };
+        result.expect("the bench's layouts are valid");
+        black_box(&mut *dst);
+    }))
+}
+
 /// Reads and writes every byte once, as XTS in place does, at the speed the memory allows.
 fn memory_pass(buf: &mut [u8]) {
     // The compiler vectorises this to full-width loads and stores.
@@ -302,7 +334,8 @@ fn ecb_rate<C: BlockCipherEncrypt + BlockCipherDecrypt<BlockSize = aes::cipher::
 
 /// Fills in the XTS rows' percentage of the ECB ceiling and their ratios to OpenSSL.
 fn add_ceiling_percentages(rows: &mut [Row]) {
-    let others: Vec<Row> = rows.iter().filter(|r| r.kind != "xts").cloned().collect();
+    let is_xts = |row: &Row| row.kind == "xts" || row.kind == "xts-to";
+    let others: Vec<Row> = rows.iter().filter(|r| !is_xts(r)).cloned().collect();
     let find = |kind: &str, row: &Row, same_layout: bool| {
         others.iter().find(|o| {
             o.kind == kind
@@ -312,7 +345,7 @@ fn add_ceiling_percentages(rows: &mut [Row]) {
                     || (o.data_unit == row.data_unit && o.buffer == row.buffer && o.threads == row.threads))
         })
     };
-    for row in rows.iter_mut().filter(|r| r.kind == "xts") {
+    for row in rows.iter_mut().filter(|r| is_xts(r)) {
         row.pct_of_ceiling = find("aes-ecb", row, false).map(|c| 100.0 * row.gbps / c.gbps);
         row.x_openssl = find("openssl", row, true).map(|o| row.gbps / o.gbps);
         if row.data_unit == 4096 && row.threads == 1 {

@@ -12,7 +12,7 @@ use super::*;
 #[inline(always)]
 pub(super) unsafe fn crypt_group_streamed<const DEC: bool, const NR: usize>(
     rk: &WideKeys,
-    group: &mut [u8],
+    group: &Span<'_>,
     tw: &mut [__m512i; WIDE],
     now: &[__m512i; WIDE],
     later: &mut [__m512i; WIDE],

@@ -4,14 +4,14 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// The `N` registers of states in the first `64 * N` bytes of `group`.
+/// The `N` registers of states in the first `64 * N` bytes of `group`'s input.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[inline(always)]
-pub(super) unsafe fn load_states<const N: usize>(group: &[u8]) -> [__m512i; N] {
+pub(super) unsafe fn load_states<const N: usize>(group: &Span<'_>) -> [__m512i; N] {
     assert!(group.len() >= 64 * N);
-    let p = group.as_ptr();
+    let p = group.src();
     // SAFETY: register j covers bytes 64j..64j+64 of the 64 * N bytes checked above; the caller
     // guarantees the features.
     unsafe {
@@ -23,14 +23,14 @@ pub(super) unsafe fn load_states<const N: usize>(group: &[u8]) -> [__m512i; N] {
     }
 }
 
-/// Writes the `N` registers of states `s` to the first `64 * N` bytes of `group`.
+/// Writes the `N` registers of states `s` to the first `64 * N` bytes of `group`'s output.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[inline(always)]
-pub(super) unsafe fn store_states<const N: usize>(group: &mut [u8], s: &[__m512i; N]) {
+pub(super) unsafe fn store_states<const N: usize>(group: &Span<'_>, s: &[__m512i; N]) {
     assert!(group.len() >= 64 * N);
-    let p = group.as_mut_ptr();
+    let p = group.dst();
     // SAFETY: register j covers bytes 64j..64j+64 of the 64 * N bytes checked above; the caller
     // guarantees the features.
     unsafe {
@@ -62,7 +62,7 @@ pub(super) unsafe fn whiten<const N: usize>(rk: &WideKeys, s: &mut [__m512i; N],
 #[inline(always)]
 pub(super) unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usize>(
     rk: &WideKeys,
-    group: &mut [u8],
+    group: &Span<'_>,
     tw: &[__m512i; N],
 ) {
     if group.len() < 64 * N {
@@ -84,7 +84,7 @@ pub(super) unsafe fn crypt_group<const DEC: bool, const NR: usize, const N: usiz
 #[inline(always)]
 pub(super) unsafe fn crypt_group_then<const DEC: bool, const NR: usize, const W: usize>(
     rk: &WideKeys,
-    group: &mut [u8],
+    group: &Span<'_>,
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
     next: impl Fn(usize, &[__m512i; W]) -> __m512i,

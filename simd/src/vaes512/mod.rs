@@ -45,6 +45,7 @@
 
 use crate::aesni;
 use crate::keys::RoundKeys;
+use crate::span::Span;
 use core::arch::x86_64::*;
 
 mod asm;
@@ -68,7 +69,7 @@ use tweaks::*;
 pub(crate) unsafe fn xts(
     keys: &RoundKeys,
     decrypt: bool,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,

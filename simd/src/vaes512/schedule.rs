@@ -16,7 +16,7 @@ use super::*;
 #[inline(never)]
 pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
     keys: &RoundKeys,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -51,12 +51,12 @@ pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
             let mut tw_a = [_mm512_setzero_si512(); WIDE];
             let mut tw_b = [_mm512_setzero_si512(); WIDE];
             first_tweaks(&rk, &mut tw_a, lane::<0>(tweaks));
-            let mut quads = rest.chunks_exact_mut(2 * UNIT_PAIR);
+            let mut quads = rest.chunks_exact(2 * UNIT_PAIR);
             let quad_count = quads.len();
             for (i, quad) in (&mut quads).enumerate() {
                 number = number.wrapping_add(step.wrapping_mul(4));
                 let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
-                let (first_pair, second_pair) = quad.split_at_mut(UNIT_PAIR);
+                let (first_pair, second_pair) = quad.split_at(UNIT_PAIR);
                 unit_pair::<DEC, NR>(
                     &rk,
                     first_pair,
@@ -72,7 +72,7 @@ pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
             }
             rest = quads.into_remainder();
             if pair_count % 2 == 1 {
-                let (pair, after) = rest.split_at_mut(UNIT_PAIR);
+                let (pair, after) = rest.split_at(UNIT_PAIR);
                 number = number.wrapping_add(step.wrapping_mul(2));
                 unit_pair::<DEC, NR>(&rk, pair, &mut tw_a, &mut tw_b, lane::<1>(tweaks), None);
                 // Lanes 2 and 3 move down to 0 and 1: the tweaks of the at most two units (under
@@ -86,11 +86,11 @@ pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
             chained_units::<DEC, NR>(&rk, &rk128, rest, unit_len, lane::<0>(tweaks), &mut firsts);
             return;
         }
-        for four in rest.chunks_mut(4 * unit_len) {
+        for four in rest.chunks(4 * unit_len) {
             number = number.wrapping_add(step.wrapping_mul(4));
             let ahead = encrypt_four_tweaks::<NR>(&tk512, number, step);
             let t0s = [lane::<0>(tweaks), lane::<1>(tweaks), lane::<2>(tweaks), lane::<3>(tweaks)];
-            for (t0, unit) in t0s.into_iter().zip(four.chunks_mut(unit_len)) {
+            for (t0, unit) in t0s.into_iter().zip(four.chunks(unit_len)) {
                 one_unit_of::<DEC, NR>(&rk, &rk128, unit, t0);
             }
             tweaks = ahead;
@@ -124,7 +124,7 @@ pub(super) unsafe fn call_keys<const DEC: bool, const NR: usize>(
 pub(super) unsafe fn one_unit_of<const DEC: bool, const NR: usize>(
     rk: &WideKeys,
     rk128: &[__m128i; 15],
-    unit: &mut [u8],
+    unit: Span<'_>,
     t0: __m128i,
 ) {
     // SAFETY: the caller guarantees the features.
@@ -146,7 +146,7 @@ pub(super) unsafe fn one_unit_of<const DEC: bool, const NR: usize>(
 #[inline(always)]
 pub(super) unsafe fn unit_pair<const DEC: bool, const NR: usize>(
     rk: &WideKeys,
-    pair: &mut [u8],
+    pair: Span<'_>,
     tw_a: &mut [__m512i; WIDE],
     tw_b: &mut [__m512i; WIDE],
     t_b: __m128i,
@@ -154,11 +154,11 @@ pub(super) unsafe fn unit_pair<const DEC: bool, const NR: usize>(
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        let (a, b) = pair.split_at_mut(UNIT_PAIR / 2);
-        group_then_tweaks_of::<DEC, NR, WIDE>(rk, a, tw_a, tw_b, t_b);
+        let (a, b) = pair.split_at(UNIT_PAIR / 2);
+        group_then_tweaks_of::<DEC, NR, WIDE>(rk, &a, tw_a, tw_b, t_b);
         match next_a {
-            Some(t_a) => group_then_tweaks_of::<DEC, NR, WIDE>(rk, b, tw_b, tw_a, t_a),
-            None => crypt_group::<DEC, NR, WIDE>(rk, b, tw_b),
+            Some(t_a) => group_then_tweaks_of::<DEC, NR, WIDE>(rk, &b, tw_b, tw_a, t_a),
+            None => crypt_group::<DEC, NR, WIDE>(rk, &b, tw_b),
         }
     }
 }
@@ -172,7 +172,7 @@ pub(super) unsafe fn unit_pair<const DEC: bool, const NR: usize>(
 #[inline(always)]
 pub(super) unsafe fn group_then_tweaks_of<const DEC: bool, const NR: usize, const W: usize>(
     rk: &WideKeys,
-    group: &mut [u8],
+    group: &Span<'_>,
     tw: &[__m512i; W],
     later: &mut [__m512i; W],
     t0: __m128i,
@@ -210,7 +210,7 @@ pub(super) fn chains<const NR: usize>(unit_len: usize) -> bool {
 pub(super) unsafe fn chained_units<const DEC: bool, const NR: usize>(
     rk: &WideKeys,
     rk128: &[__m128i; 15],
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     t0: __m128i,
     firsts: &mut UnitFirstTweaks<'_, NR>,
@@ -219,7 +219,7 @@ pub(super) unsafe fn chained_units<const DEC: bool, const NR: usize>(
     unsafe {
         let mut tw = [[_mm512_setzero_si512(); NARROW]; 2];
         first_tweaks(rk, &mut tw[0], t0);
-        let mut units = buf.chunks_exact_mut(unit_len);
+        let mut units = buf.chunks_exact(unit_len);
         let count = units.len();
         let mut next_t0 = t0;
         for (i, unit) in (&mut units).enumerate() {
@@ -314,7 +314,7 @@ pub(super) fn streams<const NR: usize>(unit_len: usize) -> bool {
 #[inline(never)]
 pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
     keys: &RoundKeys,
-    buf: &mut [u8],
+    buf: Span<'_>,
     unit_len: usize,
     first: u128,
     step: u128,
@@ -337,15 +337,15 @@ pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
             set_tweak_register::<NR>(rk, &mut tw, &mut last_keys[0], j, t);
         }
         let mut odd = false;
-        let mut units = buf.chunks_exact_mut(unit_len);
+        let mut units = buf.chunks_exact(unit_len);
         let mut next_t0 = t0;
         for unit in &mut units {
             next_t0 = firsts.next();
-            let mut groups = unit.chunks_exact_mut(64 * WIDE);
+            let mut groups = unit.chunks_exact(64 * WIDE);
             let last_group = groups.len() - 1;
             for (g, group) in (&mut groups).enumerate() {
                 // As in `unit_body`: with the rounds this dense, the next lines would arrive late.
-                let ahead = group.as_ptr().wrapping_add(PREFETCH_AHEAD);
+                let ahead = group.src().wrapping_add(PREFETCH_AHEAD);
                 for line in 0..WIDE {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
                 }
@@ -359,7 +359,7 @@ pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
                     let next_t0_everywhere = _mm512_broadcast_i32x4(next_t0);
                     crypt_group_streamed::<DEC, NR>(
                         rk,
-                        group,
+                        &group,
                         &mut tw,
                         now,
                         later,
@@ -369,7 +369,7 @@ pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
                 } else {
                     crypt_group_streamed::<DEC, NR>(
                         rk,
-                        group,
+                        &group,
                         &mut tw,
                         now,
                         later,
@@ -396,7 +396,7 @@ pub(super) unsafe fn streamed_units<const DEC: bool, const NR: usize>(
 pub(super) unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
     rk: &WideKeys,
     rk128: &[__m128i; 15],
-    unit: &mut [u8],
+    unit: Span<'_>,
     t0: __m128i,
 ) {
     // SAFETY: the caller guarantees the features; every load and store stays inside `unit` (see the
@@ -419,7 +419,7 @@ pub(super) unsafe fn one_unit<const DEC: bool, const NR: usize, const W: usize>(
 pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>(
     rk: &WideKeys,
     rk128: &[__m128i; 15],
-    unit: &mut [u8],
+    unit: Span<'_>,
     tw: &mut [[__m512i; W]; 2],
     next: Option<__m128i>,
 ) {
@@ -432,15 +432,15 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
         let body_len = body.len();
         let pair_count = body_len / (2 * group);
         let tail_follows = !body.len().is_multiple_of(2 * group) || !stolen.is_empty();
-        let mut pairs = body.chunks_exact_mut(2 * group);
+        let mut pairs = body.chunks_exact(2 * group);
         for (i, pair) in (&mut pairs).enumerate() {
             // The rounds below keep the vector schedulers so full that, with the tweak work in among
             // them, the next pair's loads would reach memory late: ask for its lines now.
-            let ahead = pair.as_ptr().wrapping_add(PREFETCH_AHEAD);
+            let ahead = pair.src().wrapping_add(PREFETCH_AHEAD);
             for line in 0..2 * group / 64 {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
             }
-            let (low, high) = pair.split_at_mut(group);
+            let (low, high) = pair.split_at(group);
             let [tw_low, tw_high] = &mut *tw;
             // Carry-less multiplies compete with the AES rounds for the same vector pipes, so each
             // half's tweak work runs between the other half's rounds, one register per round: the
@@ -451,7 +451,7 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
                 let low_tweaks = *tw_low;
                 crypt_group_then::<DEC, NR, W>(
                     rk,
-                    low,
+                    &low,
                     tw_low,
                     tw_high,
                     #[inline(always)]
@@ -460,7 +460,7 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
             } else {
                 crypt_group_then::<DEC, NR, W>(
                     rk,
-                    low,
+                    &low,
                     tw_low,
                     tw_high,
                     #[inline(always)]
@@ -469,13 +469,13 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
             }
             if i + 1 == pair_count && !tail_follows {
                 match next {
-                    Some(t0) => group_then_tweaks_of::<DEC, NR, W>(rk, high, tw_high, tw_low, t0),
-                    None => crypt_group::<DEC, NR, W>(rk, high, tw_high),
+                    Some(t0) => group_then_tweaks_of::<DEC, NR, W>(rk, &high, tw_high, tw_low, t0),
+                    None => crypt_group::<DEC, NR, W>(rk, &high, tw_high),
                 }
             } else {
                 crypt_group_then::<DEC, NR, W>(
                     rk,
-                    high,
+                    &high,
                     tw_high,
                     tw_low,
                     #[inline(always)]
@@ -499,12 +499,12 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
         // all of its blocks are still in flight together.
         let rest = pairs.into_remainder();
         let done = rest.len() / 16;
-        for (piece, tw_piece) in rest.chunks_mut(group).zip(&*tw) {
+        for (piece, tw_piece) in rest.chunks(group).zip(&*tw) {
             if piece.len() == group {
-                crypt_group::<DEC, NR, W>(rk, piece, tw_piece);
+                crypt_group::<DEC, NR, W>(rk, &piece, tw_piece);
                 continue;
             }
-            let p = piece.as_mut_ptr();
+            let (src, dst) = (piece.src(), piece.dst());
             let mut masks = [0u64; W];
             let mut s = [_mm512_setzero_si512(); W];
             for (j, (mask, state)) in masks.iter_mut().zip(&mut s).enumerate() {
@@ -512,11 +512,11 @@ pub(super) unsafe fn unit_body<const DEC: bool, const NR: usize, const W: usize>
                 *mask = if present == 0 { 0 } else { u64::MAX >> (64 - present) };
                 // Masked-off bytes are neither read nor written, so a register past the end (mask 0)
                 // touches no memory; `wrapping_add` keeps the pointer arithmetic itself defined.
-                *state = _mm512_maskz_loadu_epi8(*mask, p.wrapping_add(64 * j).cast());
+                *state = _mm512_maskz_loadu_epi8(*mask, src.wrapping_add(64 * j).cast());
             }
             crypt::<DEC, NR, W>(rk, &mut s, tw_piece);
             for (j, (mask, state)) in masks.iter().zip(&s).enumerate() {
-                _mm512_mask_storeu_epi8(p.wrapping_add(64 * j).cast(), *mask, *state);
+                _mm512_mask_storeu_epi8(dst.wrapping_add(64 * j).cast(), *mask, *state);
             }
         }
         if !stolen.is_empty() {

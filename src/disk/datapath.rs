@@ -427,12 +427,7 @@ impl Volume {
         for round in pieces.chunks(depth.max(1)) {
             let mut staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
-            for (slot, piece) in staged.iter_mut() {
-                if let Dir::Write(data) = &requests[piece.request].1 {
-                    slot.copy_from_slice(&data[piece.buf_offset..][..piece.len]);
-                }
-            }
-            self.crypt(&mut staged, units, true)?;
+            self.encrypt_writes(&mut staged, requests, units)?;
             drop(staged);
             let ops: Vec<Op<'_>> = round
                 .iter()
@@ -449,34 +444,40 @@ impl Volume {
             if let Err(err) = worker.run(&ops) {
                 return Err(storage_error(self.members[round[0].member].storage.as_ref(), err));
             }
-            let mut staged: Vec<(&mut [u8], &Piece)> =
+            let staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
-            self.crypt(&mut staged, units, false)?;
-            for (slot, piece) in staged.iter() {
-                if let Dir::Read(buf) = &mut requests[piece.request].1 {
-                    buf[piece.buf_offset..][..piece.len].copy_from_slice(slot);
-                }
-            }
+            self.decrypt_reads(&staged, requests, units)?;
         }
         self.put_worker(worker);
         Ok(())
     }
 
-    /// Encrypts the staged writes (`writes`) or decrypts the staged reads (`!writes`); across slots in
+    /// Encrypts each write piece of a round from the caller's buffer straight into its staging slot
+    /// (the kernels write out of place, so the plaintext is never copied first); across slots in
     /// parallel when the round is large enough to pay for waking the pool.
-    fn crypt(&self, staged: &mut [(&mut [u8], &Piece)], units: DataUnits, writes: bool) -> Result<()> {
-        if self.passthrough {
-            return Ok(());
-        }
+    fn encrypt_writes(
+        &self,
+        staged: &mut [(&mut [u8], &Piece)],
+        requests: &[(u64, Dir<'_>)],
+        units: DataUnits,
+    ) -> Result<()> {
         let one = |(slot, piece): &mut (&mut [u8], &Piece)| -> Result<()> {
-            match (piece.write, writes) {
-                (true, true) => self.encrypt_piece(slot, units.starting_at(piece.first_unit)),
-                (false, false) => self.decrypt_piece(slot, units.starting_at(piece.first_unit)),
-                _ => Ok(()),
+            let Dir::Write(data) = &requests[piece.request].1 else { return Ok(()) };
+            let source = &data[piece.buf_offset..][..piece.len];
+            if self.passthrough {
+                slot.copy_from_slice(source);
+                return Ok(());
+            }
+            let units = units.starting_at(piece.first_unit);
+            self.xts.encrypt_units_to(source, slot, units)?;
+            // Refused before anything is written: an all-zero ciphertext would read back as an
+            // unwritten unit.
+            match slot.chunks_exact(self.unit as usize).position(is_zero) {
+                Some(index) => Err(Error::UnwritableUnit(units.first() + index as u64)),
+                None => Ok(()),
             }
         };
-        let bytes: usize =
-            staged.iter().filter(|(_, piece)| piece.write == writes).map(|(slot, _)| slot.len()).sum();
+        let bytes: usize = staged.iter().filter(|(_, piece)| piece.write).map(|(slot, _)| slot.len()).sum();
         if bytes >= PARALLEL_THRESHOLD {
             staged.par_iter_mut().try_for_each(one)
         } else {
@@ -484,18 +485,60 @@ impl Volume {
         }
     }
 
-    /// Encrypts whole units; refuses (before anything is written) a unit whose ciphertext would be all
-    /// zeros, which would read back as an unwritten unit.
-    fn encrypt_piece(&self, slot: &mut [u8], units: DataUnits) -> Result<()> {
-        self.xts.encrypt_units(slot, units)?;
-        if let Some(index) = slot.chunks_exact(self.unit as usize).position(is_zero) {
-            return Err(Error::UnwritableUnit(units.first() + index as u64));
+    /// Decrypts each read piece of a round from its staging slot straight into the caller's buffer,
+    /// leaving all-zero (unwritten) units as zeros; in parallel when the round is large.
+    fn decrypt_reads(
+        &self,
+        staged: &[(&mut [u8], &Piece)],
+        requests: &mut [(u64, Dir<'_>)],
+        units: DataUnits,
+    ) -> Result<()> {
+        // Each read piece's destination: its own range of its request's buffer, split off so pieces
+        // can be decrypted in parallel.
+        let mut destinations: Vec<Option<&mut [u8]>> = Vec::with_capacity(staged.len());
+        let mut rests: Vec<Option<&mut [u8]>> = requests
+            .iter_mut()
+            .map(|(_, dir)| match dir {
+                Dir::Read(buf) => Some(&mut **buf),
+                Dir::Write(_) => None,
+            })
+            .collect();
+        // Pieces of a request come in buffer order, but one round may start in its middle.
+        let mut consumed = vec![0usize; rests.len()];
+        for (_, piece) in staged {
+            let destination = match rests[piece.request].take() {
+                Some(rest) if !piece.write => {
+                    let skip = piece.buf_offset - consumed[piece.request];
+                    let (piece_buf, after) = rest[skip..].split_at_mut(piece.len);
+                    rests[piece.request] = Some(after);
+                    consumed[piece.request] = piece.buf_offset + piece.len;
+                    Some(piece_buf)
+                }
+                other => {
+                    rests[piece.request] = other;
+                    None
+                }
+            };
+            destinations.push(destination);
         }
-        Ok(())
+        let one = |((slot, piece), out): (&(&mut [u8], &Piece), &mut Option<&mut [u8]>)| -> Result<()> {
+            let Some(out) = out else { return Ok(()) };
+            if self.passthrough {
+                out.copy_from_slice(slot);
+                return Ok(());
+            }
+            self.decrypt_piece(slot, out, units.starting_at(piece.first_unit))
+        };
+        let bytes: usize = destinations.iter().flatten().map(|out| out.len()).sum();
+        if bytes >= PARALLEL_THRESHOLD {
+            staged.par_iter().zip(destinations.par_iter_mut()).try_for_each(one)
+        } else {
+            staged.iter().zip(destinations.iter_mut()).try_for_each(one)
+        }
     }
 
-    /// Decrypts whole units, leaving all-zero (unwritten) units as zeros.
-    fn decrypt_piece(&self, slot: &mut [u8], units: DataUnits) -> Result<()> {
+    /// Decrypts whole units of `slot` into `out`, with zeros for all-zero (unwritten) units.
+    fn decrypt_piece(&self, slot: &[u8], out: &mut [u8], units: DataUnits) -> Result<()> {
         let unit = self.unit as usize;
         let mut start = 0;
         while start < slot.len() {
@@ -503,10 +546,13 @@ impl Volume {
             let written = slot[start..].chunks_exact(unit).take_while(|u| !is_zero(u)).count() * unit;
             if written > 0 {
                 let first = units.first() + (start / unit) as u64;
-                self.xts.decrypt_units(&mut slot[start..start + written], units.starting_at(first))?;
+                let range = start..start + written;
+                self.xts.decrypt_units_to(&slot[range.clone()], &mut out[range], units.starting_at(first))?;
             }
             start += written;
-            start += slot[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
+            let unwritten = slot[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
+            out[start..start + unwritten].fill(0);
+            start += unwritten;
         }
         Ok(())
     }

@@ -246,7 +246,8 @@ impl DiskFault {
             DiskFault::Truncated | DiskFault::Corrupt => ErrorKind::Corrupt,
             DiskFault::NotADisk => ErrorKind::InvalidInput,
             DiskFault::AlreadyExists => ErrorKind::AlreadyExists,
-            DiskFault::Mismatch | DiskFault::ReadOnly | DiskFault::InvalidLayout => ErrorKind::InvalidInput,
+            DiskFault::ReadOnly => ErrorKind::PermissionDenied,
+            DiskFault::Mismatch | DiskFault::InvalidLayout => ErrorKind::InvalidInput,
         }
     }
 }

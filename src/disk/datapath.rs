@@ -209,6 +209,11 @@ impl Volume {
         self.members.iter().map(|m| m.name()).collect()
     }
 
+    /// Whether the volume is open for writing.
+    pub fn is_writable(&self) -> bool {
+        self.options.writable
+    }
+
     /// Whether the data area of every member moves through O_DIRECT.
     pub fn is_direct(&self) -> bool {
         self.members.iter().all(|m| m.storage.direct_fd().is_some_and(|(_, direct)| direct))

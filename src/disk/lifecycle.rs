@@ -173,7 +173,7 @@ impl Volume {
             if len < DATA_OFFSET + member_size {
                 return Err(disk_error(
                     store.name(),
-                    DiskFault::Truncated,
+                    DiskFault::InvalidLayout,
                     format!("holds {len} bytes, a member of this size needs {}", DATA_OFFSET + member_size),
                 ));
             }

@@ -95,22 +95,35 @@ fn lock_and_read(storage: &dyn Storage, writable: bool) -> Result<HeaderPair> {
     Ok(headers)
 }
 
-/// Reads both header copies of a store. A copy past the end of a short store reads as damaged.
+/// Reads both header copies of a store. A copy past the end of a short store reads as damaged; when
+/// neither copy can be read at all, the store's I/O error is the error (with its OS code), not damage.
 pub(crate) fn read_pair(storage: &dyn Storage) -> Result<HeaderPair> {
     let size = storage.size().map_err(|err| storage_error(storage, err))?;
+    let read_errors: std::cell::RefCell<Vec<std::io::Error>> = Default::default();
     HeaderPair::decode(|slot| {
         let at = HEADER_OFFSETS[slot];
         let len = size.saturating_sub(at).min(HEADER_LEN as u64) as usize;
         let mut buf = vec![0u8; len];
-        storage.read_at(&mut buf, at)?;
-        Ok(buf)
-    })
-    .map_err(|err| match err {
-        Error::Header(reason) => {
-            disk_error(storage.name(), DiskFault::Corrupt, format!("disk header: {reason}"))
+        match storage.read_at(&mut buf, at) {
+            Ok(()) => Ok(buf),
+            Err(err) => {
+                // The decoder keeps the message; the error itself, with its OS code, stays here.
+                let told = std::io::Error::new(err.kind(), err.to_string());
+                read_errors.borrow_mut().push(err);
+                Err(told)
+            }
         }
-        Error::NotADisk => disk_error(storage.name(), DiskFault::NotADisk, Error::NotADisk.to_string()),
-        other => other,
+    })
+    .map_err(|err| {
+        let mut read_errors = read_errors.take();
+        match err {
+            Error::Header(_) if read_errors.len() == 2 => storage_error(storage, read_errors.swap_remove(0)),
+            Error::Header(reason) => {
+                disk_error(storage.name(), DiskFault::Corrupt, format!("disk header: {reason}"))
+            }
+            Error::NotADisk => disk_error(storage.name(), DiskFault::NotADisk, Error::NotADisk.to_string()),
+            other => other,
+        }
     })
 }
 

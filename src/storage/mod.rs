@@ -75,8 +75,9 @@ pub trait Storage: Send + Sync + core::fmt::Debug {
     }
 }
 
-/// Writes `len` zero bytes at `offset`, a chunk at a time.
-pub(crate) fn zero_fill<S: Storage + ?Sized>(storage: &S, offset: u64, len: u64) -> io::Result<()> {
+/// Writes `len` zero bytes at `offset`, a chunk at a time: the default [`Storage::discard`], for stores
+/// that can deallocate only some ranges and write zeros over the rest.
+pub fn zero_fill<S: Storage + ?Sized>(storage: &S, offset: u64, len: u64) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
     let mut done = 0u64;
     while done < len {

@@ -277,6 +277,16 @@ int sc_last_error_transient(void);
 const char *sc_strerror(int code);
 
 /**
+ * Checks that the key provider `key_provider` names can be used: the spec parses and the provider
+ * opens (for `native:PATH`, the KDK file exists, is readable and well formed). Opening a disk still
+ * needs the provider to hold that disk's key. Useful before a server starts serving.
+ *
+ * # Safety
+ * `key_provider` is NULL or a NUL-terminated string.
+ */
+int sc_key_provider_check(const char *key_provider);
+
+/**
  * Creates a VM-mode disk of `size` data bytes at `path`, which must not exist (nothing is ever
  * overwritten). The file appears complete or not at all.
  *

@@ -19,11 +19,13 @@
 
 mod args;
 mod error;
+mod keys;
 mod storage;
 mod volume;
 mod xts;
 
 pub use error::*;
+pub use keys::*;
 pub use storage::*;
 pub use volume::*;
 pub use xts::*;

@@ -59,11 +59,7 @@ fn c_program_uses_every_function_without_memory_errors() {
     compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &program);
 
     let native = Command::new(&program).args([&kdk, &other, &work]).output().unwrap();
-    assert!(
-        native.status.success(),
-        "the C test failed:\n{}",
-        String::from_utf8_lossy(&native.stderr)
-    );
+    assert!(native.status.success(), "the C test failed:\n{}", String::from_utf8_lossy(&native.stderr));
     // The same run again from an empty directory, under valgrind.
     std::fs::remove_dir_all(&work).unwrap();
     std::fs::create_dir(&work).unwrap();

@@ -502,6 +502,10 @@ int main(int argc, char **argv) {
     CHECK(sc_abi_version() == SC_ABI_VERSION);
     CHECK(strlen(sc_version()) > 0);
     CHECK(sc_last_error()[0] == '\0'); /* nothing has failed yet on this thread */
+    CHECK(sc_key_provider_check(provider) == SC_OK);
+    REFUSED(sc_key_provider_check("native:/nonexistent/kdk"), SC_EREFUSED);
+    REFUSED(sc_key_provider_check("kmip:nowhere"), SC_EINVAL);
+    REFUSED(sc_key_provider_check(NULL), SC_EINVAL);
 
     test_vector_2();
     test_in_and_out_of_place();

@@ -231,6 +231,45 @@ fn concurrent_partial_writes_to_the_same_units_lose_nothing() {
     }
 }
 
+/// Whole-unit writes run under shared unit locks, read-modify-writes under exclusive ones: a partial
+/// write racing whole-unit writes of the same units never writes back a unit it read before one of
+/// them (which would undo that write in the bytes it did not change).
+#[test]
+fn partial_writes_never_undo_concurrent_whole_unit_writes() {
+    let f = fixture();
+    let path = f.path("disk");
+    EncryptedDisk::create(&path, MIB, &CreateOptions::default(), &f.provider).unwrap();
+    let disk = EncryptedDisk::open(&path, &f.provider, writable(IoEngine::Auto)).unwrap();
+    const UNITS: u64 = 8;
+    const ROUNDS: u64 = 200;
+    std::thread::scope(|scope| {
+        let disk = &disk;
+        // Two threads rewrite their own four units whole, each round with the round's number.
+        for thread in 0..2u64 {
+            scope.spawn(move || {
+                for round in 1..=ROUNDS {
+                    for unit in (thread..UNITS).step_by(2) {
+                        disk.write_at(unit * 4096, &[round as u8; 4096]).unwrap();
+                    }
+                }
+            });
+        }
+        // One thread changes the first 16 bytes of every unit, over and over.
+        scope.spawn(move || {
+            for i in 0..2000u64 {
+                disk.write_at((i % UNITS) * 4096, &[0xff; 16]).unwrap();
+            }
+        });
+    });
+    // The last write of each unit's other bytes was its thread's last round: a stale write-back of a
+    // unit read before it would leave an earlier round there.
+    for unit in 0..UNITS {
+        let mut back = vec![0u8; 4096];
+        disk.read_at(unit * 4096, &mut back).unwrap();
+        assert!(back[16..].iter().all(|&b| b == ROUNDS as u8), "unit {unit} lost its last write");
+    }
+}
+
 /// A volume on caller-supplied storage (memory here) works like one on files; a write whose
 /// ciphertext would be all zeros (the mark of an unwritten unit) is refused and writes nothing, so no
 /// written unit can be taken for an unwritten one; unwritten and discarded units read as zeros.

@@ -9,8 +9,9 @@
 //! Every request is cut into pieces that stay within one stripe and one staging slot; pieces go to a
 //! [`Worker`] `queue_depth` at a time: writes are encrypted into the worker's slots (in parallel across
 //! slots when the round is large) and queued; reads are queued, then decrypted in the slots and copied
-//! out. Writes that cover only part of a data unit read the unit first (read-modify-write) under a
-//! per-unit lock, so concurrent writers never lose each other's bytes.
+//! out. Writes that cover only part of a data unit read the unit first (read-modify-write) under an
+//! exclusive per-unit lock, so concurrent writers never lose each other's bytes; writes of whole units
+//! hold the same locks shared, so they run in parallel with each other.
 //!
 //! Thin provisioning: a data unit whose ciphertext is all zeros has never been written (or was
 //! discarded) and reads as zeros; a write whose ciphertext would be all zeros is refused, so no
@@ -23,7 +24,7 @@ use crate::storage::IoEngine;
 use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
 use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD, Xts};
 use rayon::prelude::*;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Stripes of the per-unit write lock: unit `n` is guarded by lock `n % UNIT_LOCKS`.
 const UNIT_LOCKS: u64 = 64;
@@ -122,7 +123,7 @@ pub struct Volume {
     size: u64,
     options: OpenOptions,
     workers: Mutex<Vec<Worker>>,
-    unit_locks: Vec<Mutex<()>>,
+    unit_locks: Vec<RwLock<()>>,
     notices: Vec<Notice>,
     /// The benchmark baseline: the same path with the cipher left out.
     passthrough: bool,
@@ -171,7 +172,7 @@ impl Volume {
             members,
             options,
             workers: Mutex::default(),
-            unit_locks: (0..UNIT_LOCKS).map(|_| Mutex::new(())).collect(),
+            unit_locks: (0..UNIT_LOCKS).map(|_| RwLock::new(())).collect(),
             notices,
             passthrough,
         };
@@ -269,7 +270,8 @@ impl Volume {
         }
         self.write_at(offset, &vec![0u8; (first_whole - offset) as usize])?;
         self.write_at(last_whole, &vec![0u8; (end - last_whole) as usize])?;
-        let _guards = self.lock_units(self.lock_mask(first_whole, last_whole - first_whole));
+        // Like an aligned write, which it is to the stores: only read-modify-writes must wait.
+        let _guards = self.lock_units(self.lock_mask(first_whole, last_whole - first_whole), 0);
         // Stripe by stripe, as large as each goes: a store deallocates a range in one call.
         let mut at = first_whole;
         while at < last_whole {
@@ -295,16 +297,20 @@ impl Volume {
     /// Runs a batch of requests, up to `queue_depth` pieces in flight. Every request is checked before
     /// any I/O starts; a refused batch reads and writes nothing.
     pub fn submit(&self, requests: &mut [IoRequest<'_>]) -> Result<()> {
-        let mut write_locks = 0u64;
+        let (mut whole, mut partial) = (0u64, 0u64);
         for request in requests.iter() {
             let (offset, len) = request.span();
             let write = matches!(request, IoRequest::Write { .. });
             self.check_request(offset, len, write)?;
             if write && len > 0 {
-                write_locks |= self.lock_mask(offset, len);
+                if offset.is_multiple_of(self.unit) && len.is_multiple_of(self.unit) {
+                    whole |= self.lock_mask(offset, len);
+                } else {
+                    partial |= self.lock_mask(offset, len);
+                }
             }
         }
-        let _guards = self.lock_units(write_locks);
+        let _guards = self.lock_units(whole, partial);
 
         // Requests that do not cover whole units go through an aligned temporary buffer.
         let mut temps: Vec<Option<(u64, Vec<u8>)>> = requests.iter().map(|r| self.aligned_temp(r)).collect();
@@ -379,11 +385,21 @@ impl Volume {
         (first..=last).fold(0, |mask, unit| mask | 1 << (unit % UNIT_LOCKS))
     }
 
-    /// Takes the unit locks in `mask`, always in ascending order so two batches cannot deadlock.
-    fn lock_units(&self, mask: u64) -> Vec<MutexGuard<'_, ()>> {
+    /// Takes the unit locks: shared for the units of whole-unit writes (which may run together: each
+    /// replaces whole units, as a device would), exclusive for those of read-modify-writes (which must
+    /// not interleave with any other write of their units). Always in ascending order, so two batches
+    /// cannot deadlock.
+    fn lock_units(&self, shared: u64, exclusive: u64) -> Vec<UnitGuard<'_>> {
         (0..UNIT_LOCKS)
-            .filter(|bit| mask & (1 << bit) != 0)
-            .map(|bit| self.unit_locks[bit as usize].lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            .filter(|bit| (shared | exclusive) & (1 << bit) != 0)
+            .map(|bit| {
+                let lock = &self.unit_locks[bit as usize];
+                if exclusive & (1 << bit) != 0 {
+                    UnitGuard::Exclusive(lock.write().unwrap_or_else(|poisoned| poisoned.into_inner()))
+                } else {
+                    UnitGuard::Shared(lock.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+                }
+            })
             .collect()
     }
 
@@ -607,6 +623,12 @@ impl IoRequest<'_> {
             IoRequest::Write { offset, data } => (*offset, data.len() as u64),
         }
     }
+}
+
+/// A held unit lock; released on drop.
+enum UnitGuard<'a> {
+    Shared(#[allow(dead_code, reason = "held for its drop")] RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code, reason = "held for its drop")] RwLockWriteGuard<'a, ()>),
 }
 
 /// The caller's side of an aligned request.

@@ -23,14 +23,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     disk.read_at(1_000_003, &mut back)?;
     assert_eq!(&back, message);
 
+    let header = disk.header().expect("a sectorcrypt disk has a sectorcrypt header");
     let at_rest = std::fs::read(&path)?;
     let found = at_rest.windows(message.len()).any(|w| w == message);
     println!(
         "disk {} ({} MiB, {}, KEK {}, {} on {}): plaintext at rest: {found}",
         path.display(),
         disk.size() >> 20,
-        disk.header().cipher.name(),
-        disk.header().wrapped_dek.key_ref(),
+        header.cipher.name(),
+        header.wrapped_dek.key_ref(),
         disk.io_engine_name()?,
         disk.backend().name(),
     );

@@ -109,6 +109,11 @@
 #define SC_MODE_GROUP 1
 
 /**
+ * `sc_volume_info.mode` of a LUKS1 or LUKS2 volume (uuid and generation are zero).
+ */
+#define SC_MODE_LUKS 2
+
+/**
  * An open disk or group. Safe to share between threads: reads and writes may run concurrently.
  */
 typedef struct sc_volume sc_volume;
@@ -214,7 +219,7 @@ typedef struct sc_volume_info {
    */
   uint32_t key_bits;
   /**
-   * `SC_MODE_DISK` or `SC_MODE_GROUP`.
+   * `SC_MODE_DISK`, `SC_MODE_GROUP` or `SC_MODE_LUKS`.
    */
   uint32_t mode;
   /**

@@ -103,7 +103,7 @@ fn vm_disk_matches_a_plain_model_on_every_engine() {
         for io in [IoEngine::Uring, IoEngine::Sync] {
             let disk = EncryptedDisk::open(&path, &f.provider, writable(io)).unwrap();
             assert_eq!(disk.size(), 4 * MIB);
-            assert_eq!(disk.header().cipher, cipher);
+            assert_eq!(disk.header().expect("a sectorcrypt disk").cipher, cipher);
             exercise(&disk, i as u64 * 10 + 1, 60);
         }
     }
@@ -291,7 +291,7 @@ fn memory_storage_unwritten_units_and_the_one_unwritable_plaintext() {
     assert!(all.iter().all(|&b| b == 0), "a new volume reads as zeros");
 
     // The plaintext that unit 5 would encrypt to all zeros: D(0) under the disk's own key.
-    let dek = f.provider.unwrap_dek(&volume.header().wrapped_dek).unwrap();
+    let dek = f.provider.unwrap_dek(&volume.header().expect("a sectorcrypt disk").wrapped_dek).unwrap();
     let xts = Xts::new(dek.xts_key(), BackendChoice::Auto).unwrap();
     let mut unwritable = vec![0u8; 4096];
     xts.decrypt_units(&mut unwritable, DataUnits::new(4096).unwrap().starting_at(5)).unwrap();

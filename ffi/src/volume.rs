@@ -20,6 +20,8 @@ pub const SC_OPEN_BUFFERED: u32 = 2;
 pub const SC_MODE_DISK: u32 = 0;
 /// `sc_volume_info.mode` of a datastore-mode group.
 pub const SC_MODE_GROUP: u32 = 1;
+/// `sc_volume_info.mode` of a LUKS1 or LUKS2 volume (uuid and generation are zero).
+pub const SC_MODE_LUKS: u32 = 2;
 
 /// How to lay out a new disk or group. Pass NULL for all the defaults; a zero field means its default.
 #[repr(C)]
@@ -43,7 +45,7 @@ pub struct sc_volume_info {
     pub data_unit: u32,
     /// 128 or 256 (XTS-AES-128 or XTS-AES-256).
     pub key_bits: u32,
-    /// `SC_MODE_DISK` or `SC_MODE_GROUP`.
+    /// `SC_MODE_DISK`, `SC_MODE_GROUP` or `SC_MODE_LUKS`.
     pub mode: u32,
     /// Members (1 for a disk).
     pub members: u32,
@@ -275,21 +277,21 @@ pub unsafe extern "C" fn sc_volume_get_info(volume: *const sc_volume, info: *mut
         if info.is_null() {
             return Err(Failure::invalid("info is NULL"));
         }
-        let header = v.volume.header();
-        let (mode, uuid) = match header.mode {
-            Mode::Vm => (SC_MODE_DISK, header.uuid),
-            Mode::Datastore => (SC_MODE_GROUP, header.place.group_uuid),
+        let (mode, uuid, generation) = match v.volume.header() {
+            Some(h) if h.mode == Mode::Vm => (SC_MODE_DISK, h.uuid, h.generation),
+            Some(h) => (SC_MODE_GROUP, h.place.group_uuid, h.generation),
+            None => (SC_MODE_LUKS, [0; 16], 0),
         };
         let value = sc_volume_info {
             size: v.volume.size(),
-            data_unit: header.data_unit,
-            key_bits: match header.cipher {
+            data_unit: v.volume.data_unit() as u32,
+            key_bits: match v.volume.key_size() {
                 KeySize::Aes128 => 128,
                 _ => 256,
             },
             mode,
-            members: header.place.member_count,
-            generation: header.generation,
+            members: v.volume.names().len() as u32,
+            generation,
             uuid,
             backend: v.backend.as_ptr(),
             writable: u32::from(v.writable),

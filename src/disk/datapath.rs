@@ -20,8 +20,8 @@
 use super::format::Header;
 use super::members::{Member, disk_error, storage_error};
 use crate::error::{DiskFault, Error, Result};
-use crate::storage::IoEngine;
 use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
+use crate::storage::{IoEngine, Storage};
 use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD, Xts};
 use rayon::prelude::*;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -116,11 +116,17 @@ pub enum IoRequest<'a> {
 
 /// An open encrypted disk or disk group.
 pub struct Volume {
-    pub(crate) members: Vec<Member>,
+    stores: Vec<Box<dyn Storage>>,
+    /// The sectorcrypt header of member 0 (none for a volume of another format: LUKS).
+    header: Option<Header>,
     xts: Xts,
     unit: u64,
     stripe: u64,
     size: u64,
+    data_offset: u64,
+    tweak_base: u64,
+    tweak_step: u64,
+    thin: bool,
     options: OpenOptions,
     workers: Mutex<Vec<Worker>>,
     unit_locks: Vec<RwLock<()>>,
@@ -129,10 +135,30 @@ pub struct Volume {
     passthrough: bool,
 }
 
+/// Where a volume's data lives on its stores and how its data units are numbered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// Where the data area starts on every store.
+    pub(crate) data_offset: u64,
+    /// Bytes per data unit.
+    pub(crate) unit: u64,
+    /// Bytes per stripe (RAID-0 over the stores; the whole size for one store).
+    pub(crate) stripe: u64,
+    /// Logical bytes.
+    pub(crate) size: u64,
+    /// Data unit `n` has tweak number `tweak_base + n * tweak_step` (LUKS2 counts 512-byte sectors
+    /// from its segment's `iv_tweak`; sectorcrypt disks count units from 0).
+    pub(crate) tweak_base: u64,
+    pub(crate) tweak_step: u64,
+    /// An all-zero ciphertext unit is an unwritten one (sectorcrypt's thin provisioning, see
+    /// docs/FORMAT.md); LUKS has no such rule, so every unit is decrypted there.
+    pub(crate) thin: bool,
+}
+
 impl core::fmt::Debug for Volume {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Volume")
-            .field("members", &self.members.iter().map(|m| m.name()).collect::<Vec<_>>())
+            .field("members", &self.names())
             .field("size", &self.size)
             .field("data_unit", &self.unit)
             .field("xts", &self.xts)
@@ -141,14 +167,15 @@ impl core::fmt::Debug for Volume {
 }
 
 impl Volume {
-    /// A volume over checked members, with `xts` (or no cipher, if `passthrough`).
+    /// A volume over checked members of a sectorcrypt disk or group, with `xts` (or no cipher, if
+    /// `passthrough`).
     pub(crate) fn from_members(
         members: Vec<Member>,
         xts: Xts,
         options: OpenOptions,
         passthrough: bool,
     ) -> Result<Volume> {
-        let header = members[0].header();
+        let header = members[0].header().clone();
         let Some(size) = header.data_size.checked_mul(members.len() as u64) else {
             return Err(disk_error(
                 members[0].name(),
@@ -164,12 +191,50 @@ impl Volume {
                 })
             })
             .collect();
-        let mut volume = Volume {
+        let layout = Layout {
+            data_offset: header.data_offset,
             unit: header.data_unit as u64,
             stripe: header.place.stripe,
             size,
+            tweak_base: 0,
+            tweak_step: 1,
+            thin: true,
+        };
+        let stores = members.into_iter().map(|m| m.storage).collect();
+        Volume::from_parts(stores, Some(header), layout, xts, options, notices, passthrough)
+    }
+
+    /// A volume of `layout` over `stores`, with `xts` (or no cipher, if `passthrough`).
+    pub(crate) fn from_parts(
+        stores: Vec<Box<dyn Storage>>,
+        header: Option<Header>,
+        layout: Layout,
+        xts: Xts,
+        options: OpenOptions,
+        notices: Vec<Notice>,
+        passthrough: bool,
+    ) -> Result<Volume> {
+        let Layout { data_offset, unit, stripe, size, tweak_base, tweak_step, thin } = layout;
+        // Every unit's tweak number must fit: checked once here, so the data path cannot overflow.
+        let units = size.div_ceil(unit.max(1));
+        if units.checked_mul(tweak_step).and_then(|span| span.checked_add(tweak_base)).is_none() {
+            return Err(disk_error(
+                stores[0].name(),
+                DiskFault::InvalidLayout,
+                "its tweak numbers pass 2^64",
+            ));
+        }
+        let mut volume = Volume {
+            stores,
+            header,
             xts,
-            members,
+            unit,
+            stripe,
+            size,
+            data_offset,
+            tweak_base,
+            tweak_step,
+            thin,
             options,
             workers: Mutex::default(),
             unit_locks: (0..UNIT_LOCKS).map(|_| RwLock::new(())).collect(),
@@ -200,14 +265,14 @@ impl Volume {
         self.unit as usize
     }
 
-    /// The header that counts, of member 0.
-    pub fn header(&self) -> &Header {
-        self.members[0].header()
+    /// The sectorcrypt header that counts, of member 0; `None` for a volume of another format (LUKS).
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
     }
 
     /// The members' names (their paths, for files), in member order.
     pub fn names(&self) -> Vec<&str> {
-        self.members.iter().map(|m| m.name()).collect()
+        self.stores.iter().map(|s| s.name()).collect()
     }
 
     /// Whether the volume is open for writing.
@@ -217,7 +282,7 @@ impl Volume {
 
     /// Whether the data area of every member moves through O_DIRECT.
     pub fn is_direct(&self) -> bool {
-        self.members.iter().all(|m| m.storage.direct_fd().is_some_and(|(_, direct)| direct))
+        self.stores.iter().all(|s| s.direct_fd().is_some_and(|(_, direct)| direct))
     }
 
     /// `"io_uring"` or `"pread/pwrite"`: what moves this volume's bytes.
@@ -228,6 +293,11 @@ impl Volume {
         Ok(name)
     }
 
+    /// XTS-AES-128 or XTS-AES-256.
+    pub fn key_size(&self) -> crate::KeySize {
+        self.xts.key_size()
+    }
+
     /// The cipher backend in use.
     pub fn backend(&self) -> crate::Backend {
         self.xts.backend()
@@ -235,7 +305,7 @@ impl Volume {
 
     /// Bytes of backing store the members use, where every store can tell (sparse files).
     pub fn allocated(&self) -> Option<u64> {
-        self.members.iter().map(|m| m.storage.allocated()).sum()
+        self.stores.iter().map(|s| s.allocated()).sum()
     }
 
     /// Reads `buf.len()` bytes at logical `offset` (any offset and length).
@@ -251,17 +321,30 @@ impl Volume {
 
     /// Makes every completed write durable (a flush of every member's store).
     pub fn flush(&self) -> Result<()> {
-        for member in &self.members {
-            member.storage.flush().map_err(|err| storage_error(member.storage.as_ref(), err))?;
+        for store in &self.stores {
+            store.flush().map_err(|err| storage_error(store.as_ref(), err))?;
         }
         Ok(())
     }
 
     /// Gives back the whole data units inside `len` bytes at `offset` (TRIM/UNMAP): they read as zeros
     /// afterwards, and the stores deallocate them where they can. Partial units at either end are
-    /// written as zeros instead. Returns the bytes deallocated.
+    /// written as zeros instead. Returns the bytes deallocated. On a LUKS volume, which has no
+    /// unwritten units, the whole range is written as zeros instead.
     pub fn discard(&self, offset: u64, len: u64) -> Result<u64> {
         self.check_request(offset, len, true)?;
+        if !self.thin {
+            // Without thin provisioning (LUKS) a unit of zero ciphertext is no zero plaintext: write
+            // encrypted zeros, as dm-crypt does for a discard it does not pass down.
+            let zeros = vec![0u8; (len as usize).min(1 << 20)];
+            let mut done = 0;
+            while done < len {
+                let take = (len - done).min(zeros.len() as u64);
+                self.write_at(offset + done, &zeros[..take as usize])?;
+                done += take;
+            }
+            return Ok(0);
+        }
         let first_whole = offset.div_ceil(self.unit) * self.unit;
         let end = offset + len;
         let last_whole = end / self.unit * self.unit;
@@ -277,7 +360,7 @@ impl Volume {
         while at < last_whole {
             let (member, physical, in_stripe) = self.locate(at);
             let take = (last_whole - at).min(in_stripe);
-            let storage = self.members[member].storage.as_ref();
+            let storage = self.stores[member].as_ref();
             storage.discard(physical, take).map_err(|err| storage_error(storage, err))?;
             at += take;
         }
@@ -289,7 +372,7 @@ impl Volume {
             return Err(Error::OutOfRange { offset, len, size: self.size });
         }
         if write && !self.options.writable {
-            return Err(disk_error(self.members[0].name(), DiskFault::ReadOnly, "is open read-only"));
+            return Err(disk_error(self.stores[0].name(), DiskFault::ReadOnly, "is open read-only"));
         }
         Ok(())
     }
@@ -405,7 +488,7 @@ impl Volume {
 
     fn new_worker(&self) -> Result<(Worker, Option<std::io::Error>)> {
         Worker::new(self.engine(), self.options.queue_depth)
-            .map_err(|err| storage_error(self.members[0].storage.as_ref(), err))
+            .map_err(|err| storage_error(self.stores[0].as_ref(), err))
     }
 
     fn take_worker(&self) -> Result<Worker> {
@@ -425,7 +508,7 @@ impl Volume {
     /// io_uring hands to its worker threads for writes, adding a wakeup (`docs/PERFORMANCE.md`). Stores
     /// without a descriptor move their bytes through the [`Storage`](crate::storage::Storage) trait.
     fn engine(&self) -> IoEngine {
-        let all_fds = self.members.iter().all(|m| m.storage.direct_fd().is_some());
+        let all_fds = self.stores.iter().all(|s| s.direct_fd().is_some());
         match self.options.io {
             _ if !all_fds => IoEngine::Sync,
             IoEngine::Auto if !self.is_direct() => IoEngine::Sync,
@@ -444,7 +527,7 @@ impl Volume {
         }
         let mut worker = self.take_worker()?;
         let depth = worker.depth();
-        let units = DataUnits::new(self.unit as usize)?;
+        let units = DataUnits::new(self.unit as usize)?.with_step(self.tweak_step)?;
         for round in pieces.chunks(depth.max(1)) {
             let mut staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
@@ -454,7 +537,7 @@ impl Volume {
                 .iter()
                 .enumerate()
                 .map(|(slot, piece)| {
-                    let storage = self.members[piece.member].storage.as_ref();
+                    let storage = self.stores[piece.member].as_ref();
                     let target = match storage.direct_fd() {
                         Some((fd, _)) => Target::Fd(fd),
                         None => Target::Store(storage),
@@ -463,7 +546,7 @@ impl Volume {
                 })
                 .collect();
             if let Err(err) = worker.run(&ops) {
-                return Err(storage_error(self.members[round[0].member].storage.as_ref(), err));
+                return Err(storage_error(self.stores[round[0].member].as_ref(), err));
             }
             let staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
@@ -489,10 +572,13 @@ impl Volume {
                 slot.copy_from_slice(source);
                 return Ok(());
             }
-            let units = units.starting_at(piece.first_unit);
+            let units = self.units_at(units, piece.first_unit);
             self.xts.encrypt_units_to(source, slot, units)?;
             // Refused before anything is written: an all-zero ciphertext would read back as an
             // unwritten unit.
+            if !self.thin {
+                return Ok(());
+            }
             match slot.chunks_exact(self.unit as usize).position(is_zero) {
                 Some(index) => Err(Error::UnwritableUnit(units.first() + index as u64)),
                 None => Ok(()),
@@ -548,7 +634,7 @@ impl Volume {
                 out.copy_from_slice(slot);
                 return Ok(());
             }
-            self.decrypt_piece(slot, out, units.starting_at(piece.first_unit))
+            self.decrypt_piece(slot, out, self.units_at(units, piece.first_unit))
         };
         let bytes: usize = destinations.iter().flatten().map(|out| out.len()).sum();
         if bytes >= PARALLEL_THRESHOLD {
@@ -560,13 +646,16 @@ impl Volume {
 
     /// Decrypts whole units of `slot` into `out`, with zeros for all-zero (unwritten) units.
     fn decrypt_piece(&self, slot: &[u8], out: &mut [u8], units: DataUnits) -> Result<()> {
+        if !self.thin {
+            return self.xts.decrypt_units_to(slot, out, units);
+        }
         let unit = self.unit as usize;
         let mut start = 0;
         while start < slot.len() {
             // The run of written units from `start`, then the run of unwritten ones after it.
             let written = slot[start..].chunks_exact(unit).take_while(|u| !is_zero(u)).count() * unit;
             if written > 0 {
-                let first = units.first() + (start / unit) as u64;
+                let first = units.first() + (start / unit) as u64 * self.tweak_step;
                 let range = start..start + written;
                 self.xts.decrypt_units_to(&slot[range.clone()], &mut out[range], units.starting_at(first))?;
             }
@@ -598,12 +687,18 @@ impl Volume {
         }
     }
 
+    /// The data units of a piece whose first unit is logical unit `first_unit`.
+    fn units_at(&self, units: DataUnits, first_unit: u64) -> DataUnits {
+        // `from_parts` checked that every unit's tweak number fits.
+        units.starting_at(self.tweak_base + first_unit * self.tweak_step)
+    }
+
     /// Where logical byte `at` lives: the member, the byte offset in its store, and how many bytes of
     /// its stripe are left from there.
     fn locate(&self, at: u64) -> (usize, u64, u64) {
-        let count = self.members.len() as u64;
+        let count = self.stores.len() as u64;
         let (stripe, within) = (at / self.stripe, at % self.stripe);
-        let physical = self.header().data_offset + (stripe / count) * self.stripe + within;
+        let physical = self.data_offset + (stripe / count) * self.stripe + within;
         ((stripe % count) as usize, physical, self.stripe - within)
     }
 }

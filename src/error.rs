@@ -35,6 +35,9 @@ pub enum Error {
     /// A data-unit number would pass `u64::MAX`.
     #[error("the data-unit numbers would pass 2^64-1")]
     UnitNumberOverflow,
+    /// No keyslot of a LUKS volume opens with the passphrase given.
+    #[error("no keyslot opens with this passphrase")]
+    WrongPassphrase,
     /// The source and the destination of an out-of-place call differ in length.
     #[error("the source holds {src} bytes but the destination {dst}: they must be equal")]
     LengthMismatch {
@@ -226,8 +229,12 @@ pub enum DiskFault {
     Mismatch,
     /// The file is shorter than its header says.
     Truncated,
-    /// Neither header copy has the sectorcrypt magic: not a sectorcrypt disk.
+    /// Neither header copy has the sectorcrypt magic: not a sectorcrypt disk (or, opened as LUKS, no
+    /// LUKS header).
     NotADisk,
+    /// A valid volume that uses what this build does not implement (another cipher, integrity
+    /// protection, a mandatory requirement such as an unfinished LUKS2 reencryption).
+    Unsupported,
     /// Both header copies are damaged.
     Corrupt,
     /// `create` was pointed at something that exists.
@@ -245,6 +252,7 @@ impl DiskFault {
             DiskFault::MissingMember => ErrorKind::NotFound,
             DiskFault::Truncated | DiskFault::Corrupt => ErrorKind::Corrupt,
             DiskFault::NotADisk => ErrorKind::InvalidInput,
+            DiskFault::Unsupported => ErrorKind::Unsupported,
             DiskFault::AlreadyExists => ErrorKind::AlreadyExists,
             DiskFault::ReadOnly => ErrorKind::PermissionDenied,
             DiskFault::Mismatch | DiskFault::InvalidLayout => ErrorKind::InvalidInput,
@@ -313,7 +321,9 @@ impl Error {
             | Error::UnwritableUnit(_)
             | Error::SameKek(_) => ErrorKind::InvalidInput,
             Error::UnsupportedBackend(_) => ErrorKind::Unsupported,
-            Error::KeyUnwrap | Error::DekMismatch | Error::BackupPassphrase => ErrorKind::KeyRejected,
+            Error::KeyUnwrap | Error::DekMismatch | Error::BackupPassphrase | Error::WrongPassphrase => {
+                ErrorKind::KeyRejected
+            }
             Error::WrappedKeyFormat(_)
             | Error::FormatVersion { .. }
             | Error::BackupFormat(_)

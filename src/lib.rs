@@ -35,6 +35,7 @@ pub mod files;
 pub mod hardening;
 mod key;
 pub mod keys;
+pub mod luks;
 pub mod storage;
 mod xts;
 

@@ -73,14 +73,19 @@ impl Member {
 }
 
 /// Locks `storage`, reads its header pair and checks that it holds the whole data area.
-fn lock_and_read(storage: &dyn Storage, writable: bool) -> Result<HeaderPair> {
-    if let Err(err) = storage.lock(writable) {
-        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+/// Takes the store's advisory lock: exclusive to write, shared to read.
+pub(crate) fn lock(storage: &dyn Storage, writable: bool) -> Result<()> {
+    storage.lock(writable).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::WouldBlock {
             disk_error(storage.name(), DiskFault::Busy, "is open for writing by another process")
         } else {
             storage_error(storage, err)
-        });
-    }
+        }
+    })
+}
+
+fn lock_and_read(storage: &dyn Storage, writable: bool) -> Result<HeaderPair> {
+    lock(storage, writable)?;
     let headers = read_pair(storage)?;
     let header = headers.header();
     let len = storage.size().map_err(|err| storage_error(storage, err))?;

@@ -1,22 +1,17 @@
 //! `sectorcrypt disk ...` (VM mode, one file) and `sectorcrypt group ...` (datastore mode, `--member`
 //! per file): the same operations on a one-member or many-member volume.
 
-use super::input::{Source, fill};
+use super::data::{self, DiscardArgs, ExportArgs, ImportArgs, ReadArgs, Target, WriteArgs};
 use super::keys::{KeyProviderArg, NewKeyArgs};
-use super::output::{Inputs, Output, OutputArgs};
+use super::output::Inputs;
 use super::size::{human, parse_size};
 use super::{BackendArg, IoArg};
-use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use anyhow::{Result, bail};
 use sectorcrypt::disk::{
     CopyState, CreateOptions, HeaderPair, Mode, OpenOptions, Volume, read_headers, uuid_string,
 };
 use sectorcrypt::storage::{FileStorage, Storage};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-
-/// Bytes moved per step by import, export, read and write.
-const CHUNK: usize = 16 << 20;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum DiskCommand {
@@ -43,35 +38,35 @@ pub(crate) enum DiskCommand {
         /// The disk file.
         path: PathBuf,
         #[command(flatten)]
-        write: WriteArgs,
+        write: WriteArgs<DataPathArgs>,
     },
     /// Read --length bytes at --offset into FILE.
     Read {
         /// The disk file.
         path: PathBuf,
         #[command(flatten)]
-        read: ReadArgs,
+        read: ReadArgs<DataPathArgs>,
     },
     /// Encrypt a raw image into the disk, from byte 0.
     Import {
         /// The disk file.
         path: PathBuf,
         #[command(flatten)]
-        import: ImportArgs,
+        import: ImportArgs<DataPathArgs>,
     },
     /// Decrypt the whole disk into a raw image.
     Export {
         /// The disk file.
         path: PathBuf,
         #[command(flatten)]
-        export: ExportArgs,
+        export: ExportArgs<DataPathArgs>,
     },
     /// Give back --length bytes at --offset (TRIM): whole data units are deallocated and read as zeros.
     Discard {
         /// The disk file.
         path: PathBuf,
         #[command(flatten)]
-        discard: DiscardArgs,
+        discard: DiscardArgs<DataPathArgs>,
     },
     /// Rekey: a shallow rekey wraps the DEK under a new KEK (atomic; no data rewritten).
     Rekey {
@@ -122,35 +117,35 @@ pub(crate) enum GroupCommand {
         #[command(flatten)]
         members: Members,
         #[command(flatten)]
-        write: WriteArgs,
+        write: WriteArgs<DataPathArgs>,
     },
     /// Read --length bytes at --offset into FILE.
     Read {
         #[command(flatten)]
         members: Members,
         #[command(flatten)]
-        read: ReadArgs,
+        read: ReadArgs<DataPathArgs>,
     },
     /// Encrypt a raw image into the group, from byte 0.
     Import {
         #[command(flatten)]
         members: Members,
         #[command(flatten)]
-        import: ImportArgs,
+        import: ImportArgs<DataPathArgs>,
     },
     /// Decrypt the whole group into a raw image.
     Export {
         #[command(flatten)]
         members: Members,
         #[command(flatten)]
-        export: ExportArgs,
+        export: ExportArgs<DataPathArgs>,
     },
     /// Give back --length bytes at --offset (TRIM): whole data units are deallocated and read as zeros.
     Discard {
         #[command(flatten)]
         members: Members,
         #[command(flatten)]
-        discard: DiscardArgs,
+        discard: DiscardArgs<DataPathArgs>,
     },
     /// Rekey: a shallow rekey wraps the group's DEK under a new KEK in every member.
     Rekey {
@@ -245,66 +240,27 @@ impl DataPathArgs {
     }
 }
 
-#[derive(clap::Args, Debug)]
-pub(crate) struct DiscardArgs {
-    /// Logical byte offset.
-    #[arg(long, value_parser = parse_size)]
-    offset: u64,
-    /// Bytes to give back.
-    #[arg(long, value_parser = parse_size)]
-    length: u64,
-    #[command(flatten)]
-    data_path: DataPathArgs,
+/// A disk or group named by its files, for the data commands.
+struct DiskTarget<'a> {
+    paths: Vec<PathBuf>,
+    mode: Mode,
+    args: &'a DataPathArgs,
 }
 
-#[derive(clap::Args, Debug)]
-pub(crate) struct WriteArgs {
-    /// Logical byte offset.
-    #[arg(long, value_parser = parse_size)]
-    offset: u64,
-    /// The file whose bytes to write (- for standard input).
-    #[arg(long, value_name = "FILE")]
-    from: PathBuf,
-    #[command(flatten)]
-    data_path: DataPathArgs,
+impl<'a> DiskTarget<'a> {
+    fn new(paths: &[PathBuf], mode: Mode, args: &'a DataPathArgs) -> Self {
+        DiskTarget { paths: paths.to_vec(), mode, args }
+    }
 }
 
-#[derive(clap::Args, Debug)]
-pub(crate) struct ReadArgs {
-    /// Logical byte offset.
-    #[arg(long, value_parser = parse_size)]
-    offset: u64,
-    /// Bytes to read.
-    #[arg(long, value_parser = parse_size)]
-    length: u64,
-    /// Where to write them: a new file, a device, or - for standard output.
-    #[arg(long, value_name = "FILE")]
-    to: PathBuf,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    data_path: DataPathArgs,
-}
+impl Target for DiskTarget<'_> {
+    fn open(&self, writable: bool) -> Result<Volume> {
+        self.args.open(&self.paths, self.mode, writable)
+    }
 
-#[derive(clap::Args, Debug)]
-pub(crate) struct ImportArgs {
-    /// The raw image (at most the disk's size; the rest of the disk is left as it is; - for standard
-    /// input).
-    #[arg(long, value_name = "RAW")]
-    from: PathBuf,
-    #[command(flatten)]
-    data_path: DataPathArgs,
-}
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct ExportArgs {
-    /// Where to write the raw image: a new file, a device, or - for standard output.
-    #[arg(long, value_name = "RAW")]
-    to: PathBuf,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    data_path: DataPathArgs,
+    fn inputs(&self) -> Inputs {
+        self.args.inputs(&self.paths)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -343,11 +299,21 @@ pub(crate) fn run_disk(command: DiskCommand) -> Result<()> {
     match command {
         DiskCommand::Create { path, size, layout } => create(&one(path), Mode::Vm, size, 0, layout),
         DiskCommand::Info { path, json } => info(&one(path), Mode::Vm, json),
-        DiskCommand::Write { path, write } => write_from(&one(path), Mode::Vm, write),
-        DiskCommand::Read { path, read } => read_to(&one(path), Mode::Vm, read),
-        DiskCommand::Import { path, import } => import_raw(&one(path), Mode::Vm, import),
-        DiskCommand::Export { path, export } => export_raw(&one(path), Mode::Vm, export),
-        DiskCommand::Discard { path, discard } => discard_cmd(&one(path), Mode::Vm, discard),
+        DiskCommand::Write { path, write } => {
+            data::write_from(&DiskTarget::new(&one(path), Mode::Vm, &write.data_path), &write)
+        }
+        DiskCommand::Read { path, read } => {
+            data::read_to(&DiskTarget::new(&one(path), Mode::Vm, &read.data_path), &read)
+        }
+        DiskCommand::Import { path, import } => {
+            data::import_raw(&DiskTarget::new(&one(path), Mode::Vm, &import.data_path), &import)
+        }
+        DiskCommand::Export { path, export } => {
+            data::export_raw(&DiskTarget::new(&one(path), Mode::Vm, &export.data_path), &export)
+        }
+        DiskCommand::Discard { path, discard } => {
+            data::discard_cmd(&DiskTarget::new(&one(path), Mode::Vm, &discard.data_path), &discard)
+        }
         DiskCommand::Rekey { path, rekey } => rekey_cmd(&one(path), Mode::Vm, rekey),
         DiskCommand::Repair { path } => repair_cmd(&one(path), Mode::Vm),
         DiskCommand::DumpKey { path, dump } => dump_key(&one(path), Mode::Vm, dump),
@@ -361,11 +327,21 @@ pub(crate) fn run_group(command: GroupCommand) -> Result<()> {
             create(&members.paths(), d, size_per_member, stripe, layout)
         }
         GroupCommand::Info { members, json } => info(&members.paths(), d, json),
-        GroupCommand::Write { members, write } => write_from(&members.paths(), d, write),
-        GroupCommand::Read { members, read } => read_to(&members.paths(), d, read),
-        GroupCommand::Import { members, import } => import_raw(&members.paths(), d, import),
-        GroupCommand::Export { members, export } => export_raw(&members.paths(), d, export),
-        GroupCommand::Discard { members, discard } => discard_cmd(&members.paths(), d, discard),
+        GroupCommand::Write { members, write } => {
+            data::write_from(&DiskTarget::new(&members.paths(), d, &write.data_path), &write)
+        }
+        GroupCommand::Read { members, read } => {
+            data::read_to(&DiskTarget::new(&members.paths(), d, &read.data_path), &read)
+        }
+        GroupCommand::Import { members, import } => {
+            data::import_raw(&DiskTarget::new(&members.paths(), d, &import.data_path), &import)
+        }
+        GroupCommand::Export { members, export } => {
+            data::export_raw(&DiskTarget::new(&members.paths(), d, &export.data_path), &export)
+        }
+        GroupCommand::Discard { members, discard } => {
+            data::discard_cmd(&DiskTarget::new(&members.paths(), d, &discard.data_path), &discard)
+        }
         GroupCommand::Rekey { members, rekey } => rekey_cmd(&members.paths(), d, rekey),
         GroupCommand::Repair { members } => repair_cmd(&members.paths(), d),
         GroupCommand::DumpKey { members, dump } => dump_key(&members.paths(), d, dump),
@@ -534,158 +510,6 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
             outln!("  header copy {}  {state}{seq}", copy["copy"]);
         }
     }
-    Ok(())
-}
-
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let style =
-        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_owned());
-    bar
-}
-
-fn check_range(volume: &Volume, offset: u64, len: u64) -> Result<()> {
-    if offset.checked_add(len).is_none_or(|end| end > volume.size()) {
-        return Err(sectorcrypt::Error::OutOfRange { offset, len, size: volume.size() }.into());
-    }
-    Ok(())
-}
-
-/// Streams `source` into the volume at `offset`, to its end; returns the bytes written. A source of
-/// known length is checked against the volume before anything is written; a stream that runs past
-/// the end of the volume stops with an error there.
-fn stream_in(
-    volume: &Volume,
-    offset: u64,
-    source: &mut Source,
-    from: &std::path::Path,
-    what: &str,
-) -> Result<u64> {
-    if let Some(len) = source.len {
-        check_range(volume, offset, len)?;
-    }
-    let bar = progress(source.len.unwrap_or(volume.size() - offset.min(volume.size())), what);
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        let n =
-            fill(&mut source.reader, &mut buf).with_context(|| format!("cannot read {}", from.display()))?;
-        if n == 0 {
-            break;
-        }
-        check_range(volume, offset + done, n as u64)
-            .with_context(|| format!("{} is larger than the space after offset {offset}", from.display()))?;
-        volume.write_at(offset + done, &buf[..n])?;
-        done += n as u64;
-        bar.set_position(done);
-    }
-    volume.flush()?;
-    bar.finish_and_clear();
-    Ok(done)
-}
-
-/// Streams `len` bytes at `offset` out of the volume into `output`.
-fn stream_out(volume: &Volume, offset: u64, len: u64, mut output: Output, what: &str) -> Result<()> {
-    check_range(volume, offset, len)?;
-    let bar = progress(len, what);
-    let mut buf = vec![0u8; CHUNK.min(len as usize)];
-    let mut done = 0u64;
-    {
-        let mut writer = output.writer();
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            volume.read_at(offset + done, &mut buf[..n])?;
-            writer.write_all(&buf[..n]).context("cannot write the output")?;
-            done += n as u64;
-            bar.set_position(done);
-        }
-    }
-    bar.finish_and_clear();
-    output.commit()
-}
-
-/// Where a command that writes an output reports: stderr when the data itself goes to stdout.
-fn report(to: &std::path::Path, line: std::fmt::Arguments<'_>) {
-    if to.as_os_str() == "-" {
-        eprintln!("{line}");
-    } else {
-        super::outln(line);
-    }
-}
-
-fn write_from(paths: &[PathBuf], mode: Mode, args: WriteArgs) -> Result<()> {
-    let mut source = Source::open(&args.from)?;
-    let volume = args.data_path.open(paths, mode, true)?;
-    let len = stream_in(&volume, args.offset, &mut source, &args.from, "write")?;
-    outln!("wrote {len} bytes at offset {}", args.offset);
-    Ok(())
-}
-
-fn read_to(paths: &[PathBuf], mode: Mode, args: ReadArgs) -> Result<()> {
-    let volume = args.data_path.open(paths, mode, false)?;
-    check_range(&volume, args.offset, args.length)?;
-    let output = Output::open(&args.to, &args.output, &args.data_path.inputs(paths))?;
-    stream_out(&volume, args.offset, args.length, output, "read")?;
-    report(
-        &args.to,
-        format_args!("read {} bytes at offset {} into {}", args.length, args.offset, args.to.display()),
-    );
-    Ok(())
-}
-
-fn import_raw(paths: &[PathBuf], mode: Mode, args: ImportArgs) -> Result<()> {
-    let mut source = Source::open(&args.from)?;
-    let volume = args.data_path.open(paths, mode, true)?;
-    if let Some(len) = source.len.filter(|&len| len > volume.size()) {
-        bail!("{} is {len} bytes, larger than the disk ({} bytes)", args.from.display(), volume.size());
-    }
-    let started = std::time::Instant::now();
-    let len = stream_in(&volume, 0, &mut source, &args.from, "import")?;
-    let seconds = started.elapsed().as_secs_f64();
-    outln!(
-        "imported {len} bytes from {} in {seconds:.2} s ({:.0} MB/s, {}, {})",
-        args.from.display(),
-        len as f64 / seconds / 1e6,
-        volume.io_engine_name()?,
-        volume.backend().name()
-    );
-    Ok(())
-}
-
-fn export_raw(paths: &[PathBuf], mode: Mode, args: ExportArgs) -> Result<()> {
-    let volume = args.data_path.open(paths, mode, false)?;
-    let output = Output::open(&args.to, &args.output, &args.data_path.inputs(paths))?;
-    let started = std::time::Instant::now();
-    stream_out(&volume, 0, volume.size(), output, "export")?;
-    let seconds = started.elapsed().as_secs_f64();
-    report(
-        &args.to,
-        format_args!(
-            "exported {} bytes to {} in {seconds:.2} s ({:.0} MB/s)",
-            volume.size(),
-            args.to.display(),
-            volume.size() as f64 / seconds / 1e6
-        ),
-    );
-    Ok(())
-}
-
-fn discard_cmd(paths: &[PathBuf], mode: Mode, args: DiscardArgs) -> Result<()> {
-    let volume = args.data_path.open(paths, mode, true)?;
-    let freed = volume.discard(args.offset, args.length)?;
-    volume.flush()?;
-    outln!(
-        "discarded {} bytes at offset {} ({freed} bytes of whole data units deallocated)",
-        args.length,
-        args.offset
-    );
     Ok(())
 }
 

@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod data;
 mod demo;
 mod disk;
 mod input;

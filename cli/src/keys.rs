@@ -158,7 +158,13 @@ pub(crate) struct PassphraseArg {
 }
 
 impl PassphraseArg {
-    fn read(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+    /// The passphrase file, if one is given.
+    pub(crate) fn file(&self) -> Option<&Path> {
+        self.passphrase_file.as_deref()
+    }
+
+    /// The passphrase: from the file, the environment, or a prompt (twice if `confirm`).
+    pub(crate) fn read(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         if let Some(path) = &self.passphrase_file {
             let mut text =
                 read_small(path, MAX_PASSPHRASE_FILE).context("cannot read the passphrase file")?;

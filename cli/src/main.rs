@@ -15,6 +15,7 @@ mod demo;
 mod disk;
 mod input;
 mod keys;
+mod luks;
 mod output;
 mod raw;
 mod signals;
@@ -59,6 +60,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::Command,
+    },
+    /// LUKS1 and LUKS2 volumes (cryptsetup's, QEMU's), opened in user space with a passphrase.
+    Luks {
+        #[command(subcommand)]
+        command: luks::LuksCommand,
     },
     /// Measure throughput.
     Bench {
@@ -122,6 +128,7 @@ fn run() -> Result<()> {
         Command::Disk { command } => disk::run_disk(command),
         Command::Group { command } => disk::run_group(command),
         Command::Keys { command } => keys::run(command),
+        Command::Luks { command } => luks::run(command),
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
     }

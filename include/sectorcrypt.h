@@ -362,6 +362,27 @@ int sc_disk_open_storage(const struct sc_storage *storage, const char *key_provi
 int sc_group_open_storage(const struct sc_storage *members, size_t count, const char *key_provider, uint32_t flags, struct sc_volume **out);
 
 /**
+ * Opens the LUKS1 or LUKS2 volume at `path` (cryptsetup's or QEMU's; aes-xts-plain64), unlocking its
+ * volume key with the `passphrase_len` bytes at `passphrase` (copied; the caller may wipe its own).
+ * `flags` as for `sc_disk_open`. The LUKS header is never written. A wrong passphrase is `SC_EKEY`;
+ * another cipher, integrity or an unfinished reencryption, `SC_EUNSUPPORTED`.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `passphrase` points to `passphrase_len` readable bytes; `out`
+ * is writable.
+ */
+int sc_luks_open(const char *path, const uint8_t *passphrase, size_t passphrase_len, uint32_t flags, struct sc_volume **out);
+
+/**
+ * Opens the LUKS volume held by the caller's store; see `sc_luks_open` and `sc_disk_open_storage`.
+ *
+ * # Safety
+ * `storage` is valid and follows the contract of `sc_storage` until the volume is closed; the rest
+ * as `sc_luks_open`.
+ */
+int sc_luks_open_storage(const struct sc_storage *storage, const uint8_t *passphrase, size_t passphrase_len, uint32_t flags, struct sc_volume **out);
+
+/**
  * Reads `len` bytes at logical `offset` into `buf` (any offset and length inside the volume).
  *
  * # Safety

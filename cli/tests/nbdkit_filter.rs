@@ -287,3 +287,85 @@ fn refusals_name_the_cause_and_write_nothing() {
     std::fs::write(setup.path("damaged.disk"), &disk).unwrap();
     assert_refused(&setup, "damaged.disk", Some(&setup.provider()), "damaged");
 }
+
+/// `format=luks`: a LUKS1 image made by qemu-img and a LUKS2 image made by cryptsetup (4 KiB sectors),
+/// written through the filter with nbdcopy and read back by `sectorcrypt luks export`, then read out
+/// through the filter; a wrong passphrase refuses the connection and writes nothing.
+#[test]
+fn luks_volumes_through_the_filter() {
+    let setup = Setup::new();
+    let d = setup.dir.path();
+    std::fs::write(d.join("passphrase"), "filter passphrase\n").unwrap();
+    std::fs::write(d.join("secret"), "filter passphrase").unwrap();
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "luks", "--object", "secret,id=s0,file=secret"])
+            .args(["-o", "key-secret=s0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10"])
+            .args(["luks1.img", "32M"])
+            .current_dir(d),
+    );
+    std::fs::File::create(d.join("luks2.img")).unwrap().set_len(48 << 20).unwrap();
+    run_ok(
+        Command::new("cryptsetup")
+            .args(["luksFormat", "--batch-mode", "--type", "luks2", "--sector-size", "4096"])
+            .args([
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--key-file",
+                "secret",
+                "luks2.img",
+            ])
+            .current_dir(d),
+    );
+    let image = common::pattern(32 * MIB, 8);
+    setup.write_file("raw.img", &image);
+    for name in ["luks1.img", "luks2.img"] {
+        let luks = |run: &str| {
+            let mut cmd = Command::new("nbdkit");
+            cmd.args(["-U", "-", "--exit-with-parent"])
+                .arg(format!("--filter={}", filter().display()))
+                .args(["file", name, "format=luks", "passphrase-file=passphrase", "--run", run])
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .process_group(0);
+            captive(cmd, Duration::from_secs(120))
+        };
+        assert_ok(&luks(r#"nbdcopy raw.img "$uri""#), "nbdcopy into a LUKS export");
+        let out = d.join(format!("{name}.export"));
+        run_ok(
+            Command::new(SECTORCRYPT)
+                .args(["luks", "export", name, "--passphrase-file", "secret", "--to"])
+                .arg(&out)
+                .current_dir(d),
+        );
+        assert!(std::fs::read(&out).unwrap()[..32 * MIB] == image[..], "{name}: luks export differs");
+        assert_ok(&luks(r#"nbdcopy "$uri" back.img"#), "nbdcopy out of a LUKS export");
+        assert!(
+            std::fs::read(d.join("back.img")).unwrap()[..32 * MIB] == image[..],
+            "{name}: read back differs"
+        );
+        std::fs::remove_file(d.join("back.img")).unwrap();
+    }
+    std::fs::write(d.join("wrong"), "nope").unwrap();
+    let before = std::fs::read(d.join("luks2.img")).unwrap();
+    let mut cmd = Command::new("nbdkit");
+    cmd.args(["-U", "-", "--exit-with-parent"])
+        .arg(format!("--filter={}", filter().display()))
+        .args([
+            "file",
+            "luks2.img",
+            "format=luks",
+            "passphrase-file=wrong",
+            "--run",
+            r#"nbdcopy raw.img "$uri""#,
+        ])
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .process_group(0);
+    let out = captive(cmd, Duration::from_secs(120));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no keyslot opens with this passphrase"));
+    assert!(std::fs::read(d.join("luks2.img")).unwrap() == before, "a refused LUKS export changed the image");
+}

@@ -197,6 +197,62 @@ pub unsafe extern "C" fn sc_group_open_storage(
     unsafe { open_stores(members, count, Mode::Datastore, key_provider, flags, out) }
 }
 
+/// Opens the LUKS1 or LUKS2 volume at `path` (cryptsetup's or QEMU's; aes-xts-plain64), unlocking its
+/// volume key with the `passphrase_len` bytes at `passphrase` (copied; the caller may wipe its own).
+/// `flags` as for `sc_disk_open`. The LUKS header is never written. A wrong passphrase is `SC_EKEY`;
+/// another cipher, integrity or an unfinished reencryption, `SC_EUNSUPPORTED`.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `passphrase` points to `passphrase_len` readable bytes; `out`
+/// is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sc_luks_open(
+    path: *const c_char,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    flags: u32,
+    out: *mut *mut sc_volume,
+) -> c_int {
+    guard(|| {
+        check_out(out)?;
+        // SAFETY: the caller's guarantees.
+        let (path, passphrase) =
+            unsafe { (text(path, "path")?, bytes(passphrase, passphrase_len, "passphrase")?) };
+        let passphrase = zeroize::Zeroizing::new(passphrase.to_vec());
+        let volume = Volume::open_luks_file(std::path::Path::new(path), &passphrase, open_options(flags)?)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(volume, out) };
+        Ok(())
+    })
+}
+
+/// Opens the LUKS volume held by the caller's store; see `sc_luks_open` and `sc_disk_open_storage`.
+///
+/// # Safety
+/// `storage` is valid and follows the contract of `sc_storage` until the volume is closed; the rest
+/// as `sc_luks_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sc_luks_open_storage(
+    storage: *const sc_storage,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    flags: u32,
+    out: *mut *mut sc_volume,
+) -> c_int {
+    guard(|| {
+        check_out(out)?;
+        // SAFETY: the caller's guarantees.
+        let (mut stores, passphrase) =
+            unsafe { (store_list(storage, 1)?, bytes(passphrase, passphrase_len, "passphrase")?) };
+        let passphrase = zeroize::Zeroizing::new(passphrase.to_vec());
+        let store = Box::new(stores.remove(0));
+        let volume = Volume::open_luks(store, &passphrase, open_options(flags)?)?;
+        // SAFETY: checked above.
+        unsafe { hand_out(volume, out) };
+        Ok(())
+    })
+}
+
 /// Reads `len` bytes at logical `offset` into `buf` (any offset and length inside the volume).
 ///
 /// # Safety

@@ -55,10 +55,31 @@ fn c_program_uses_every_function_without_memory_errors() {
     NativeProvider::init(&other).unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
+    // A LUKS2 image for sc_luks_open, made by cryptsetup (a cheap KDF: the test is about the ABI).
+    let luks = dir.path().join("luks.img");
+    std::fs::File::create(&luks).unwrap().set_len(20 << 20).unwrap();
+    std::fs::write(dir.path().join("luks-passphrase"), "luks passphrase").unwrap();
+    let format = Command::new("cryptsetup")
+        .args([
+            "luksFormat",
+            "--batch-mode",
+            "--type",
+            "luks2",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+        ])
+        .arg("--key-file")
+        .arg(dir.path().join("luks-passphrase"))
+        .arg(&luks)
+        .output()
+        .expect("cryptsetup runs (apt-get install cryptsetup-bin; .ci/deps installs it)");
+    assert!(format.status.success(), "{}", String::from_utf8_lossy(&format.stderr));
     let program = dir.path().join("api_test");
     compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &program);
 
-    let native = Command::new(&program).args([&kdk, &other, &work]).output().unwrap();
+    let native = Command::new(&program).args([&kdk, &other, &work, &luks]).output().unwrap();
     assert!(native.status.success(), "the C test failed:\n{}", String::from_utf8_lossy(&native.stderr));
     // The same run again from an empty directory, under valgrind.
     std::fs::remove_dir_all(&work).unwrap();
@@ -72,7 +93,7 @@ fn c_program_uses_every_function_without_memory_errors() {
         ])
         .args(["--show-leak-kinds=definite,indirect"])
         .arg(&program)
-        .args([&kdk, &other, &work])
+        .args([&kdk, &other, &work, &luks])
         .output()
         .expect("valgrind runs (apt-get install valgrind; .ci/deps installs it)");
     let stderr = String::from_utf8_lossy(&valgrind.stderr);

@@ -1,8 +1,9 @@
 /*
- * nbdkit-sectorcrypt-filter: serves the plaintext of a sectorcrypt VM-mode disk whose header and
- * ciphertext any plugin underneath stores (file, memory, nbd, ...).
+ * nbdkit-sectorcrypt-filter: serves the plaintext of a sectorcrypt VM-mode disk (or a LUKS volume)
+ * whose header and ciphertext any plugin underneath stores (file, memory, nbd, ...).
  *
  *   nbdkit --filter=./filters/nbdkit/nbdkit-sectorcrypt-filter.so file vm1.disk key-provider=native:KDK
+ *   nbdkit --filter=./filters/nbdkit/nbdkit-sectorcrypt-filter.so file img.luks format=luks passphrase-file=F
  *
  * How it works: after nbdkit forks (.after_fork) the filter opens one shared context into the plugin
  * and opens the disk on it through sectorcrypt's C ABI (sc_disk_open_storage), with that context's
@@ -20,6 +21,10 @@
  * docs/FORMAT.md); partial units at the ends are written as encrypted zeros. Extents are not passed
  * through: the plugin's describe ciphertext, offset by the header. FUA is a write followed by a flush.
  *
+ * With format=luks passphrase-file=FILE it serves a LUKS1 or LUKS2 volume (aes-xts-plain64) instead,
+ * on the same data path; its header is never written, and zeroing or trimming writes encrypted zeros
+ * (LUKS has no unwritten sectors).
+ *
  * Datastore mode (a group striped over several stores) is not served here: a filter sits on one
  * plugin, so it sees one store. Open groups through the C ABI (sc_group_open, sc_group_open_storage).
  */
@@ -35,6 +40,8 @@
 #include "sectorcrypt.h"
 
 static char *key_provider;
+static int format_luks;
+static char *passphrase_file;
 static nbdkit_next *shared_next;
 static sc_volume *volume;
 /* Why the disk could not be opened: every connection is refused with it. */
@@ -42,20 +49,33 @@ static const char *open_error;
 
 static int sectorcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata, const char *key,
                               const char *value) {
-    if (strcmp(key, "key-provider") == 0) {
-        free(key_provider);
-        key_provider = strdup(value);
-        if (key_provider == NULL) {
+    if (strcmp(key, "key-provider") == 0 || strcmp(key, "passphrase-file") == 0) {
+        char **field = strcmp(key, "key-provider") == 0 ? &key_provider : &passphrase_file;
+        free(*field);
+        *field = strdup(value);
+        if (*field == NULL) {
             nbdkit_error("strdup: %m");
             return -1;
         }
+        return 0;
+    }
+    if (strcmp(key, "format") == 0) {
+        if (strcmp(value, "sectorcrypt") != 0 && strcmp(value, "luks") != 0) {
+            nbdkit_error("sectorcrypt: format=%s: expected sectorcrypt or luks", value);
+            return -1;
+        }
+        format_luks = strcmp(value, "luks") == 0;
         return 0;
     }
     return next(nxdata, key, value);
 }
 
 static int sectorcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_backend *nxdata) {
-    if (key_provider == NULL) {
+    if (format_luks && passphrase_file == NULL) {
+        nbdkit_error("sectorcrypt: format=luks needs passphrase-file=FILE");
+        return -1;
+    }
+    if (!format_luks && key_provider == NULL) {
         nbdkit_error("sectorcrypt: key-provider=SPEC is required (e.g. key-provider=native:/path/to/kdk)");
         return -1;
     }
@@ -66,17 +86,62 @@ static int sectorcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit
     return next(nxdata);
 }
 
-#define sectorcrypt_config_help                                                                    \
-    "key-provider=<SPEC>  (required) The key provider holding the disk's key, e.g. native:/path/kdk.\n" \
+#define sectorcrypt_config_help                                                                     \
+    "key-provider=<SPEC>     The key provider holding a sectorcrypt disk's key, e.g. native:/path/kdk.\n" \
+    "format=sectorcrypt|luks A sectorcrypt VM disk (default) or a LUKS1/LUKS2 volume.\n"                 \
+    "passphrase-file=<FILE>  The passphrase of a LUKS volume (one trailing newline is ignored).\n"       \
     "The cipher backend is the fastest this CPU has, or SECTORCRYPT_BACKEND from the environment."
 
 static int sectorcrypt_thread_model(void) {
     return NBDKIT_THREAD_MODEL_PARALLEL;
 }
 
-/* Before nbdkit forks: a key provider that cannot be used at all stops it from starting. */
+/* The passphrase in passphrase_file, without one trailing newline; NULL (logged) if unreadable. The
+ * caller wipes and frees it. */
+static char *read_passphrase(size_t *len) {
+    FILE *f = fopen(passphrase_file, "rb");
+    if (f == NULL) {
+        nbdkit_error("sectorcrypt: cannot read passphrase-file %s: %m", passphrase_file);
+        return NULL;
+    }
+    char *buf = calloc(1, 4097);
+    size_t n = buf ? fread(buf, 1, 4097, f) : 0;
+    fclose(f);
+    if (buf == NULL || n > 4096) {
+        nbdkit_error("sectorcrypt: passphrase-file %s is longer than 4096 bytes", passphrase_file);
+        free(buf);
+        return NULL;
+    }
+    if (n > 0 && buf[n - 1] == '\n') {
+        n--;
+        if (n > 0 && buf[n - 1] == '\r') {
+            n--;
+        }
+    }
+    *len = n;
+    return buf;
+}
+
+static void wipe(char *buf, size_t len) {
+    if (buf != NULL) {
+        explicit_bzero(buf, len);
+        free(buf);
+    }
+}
+
+/* Before nbdkit forks: a key provider or passphrase file that cannot be used at all stops it from
+ * starting. */
 static int sectorcrypt_get_ready(int thread_model) {
     (void)thread_model;
+    if (format_luks) {
+        size_t len = 0;
+        char *passphrase = read_passphrase(&len);
+        if (passphrase == NULL) {
+            return -1;
+        }
+        wipe(passphrase, 4097);
+        return 0;
+    }
     if (sc_key_provider_check(key_provider) != 0) {
         nbdkit_error("sectorcrypt: %s", sc_last_error());
         return -1;
@@ -192,7 +257,22 @@ static int sectorcrypt_after_fork(nbdkit_backend *backend) {
         .flush = shared_next->can_flush(shared_next) == 1 ? store_flush : NULL,
         .discard = shared_next->can_zero(shared_next) > NBDKIT_ZERO_NONE ? store_zero : NULL,
     };
-    if (sc_disk_open_storage(&store, key_provider, readonly ? 0 : SC_OPEN_WRITE, &volume) != 0) {
+    uint32_t flags = readonly ? 0 : SC_OPEN_WRITE;
+    int rc;
+    if (format_luks) {
+        size_t len = 0;
+        char *passphrase = read_passphrase(&len);
+        if (passphrase == NULL) {
+            close_shared();
+            refuse("cannot read the passphrase file", "");
+            return 0;
+        }
+        rc = sc_luks_open_storage(&store, (const uint8_t *)passphrase, len, flags, &volume);
+        wipe(passphrase, 4097);
+    } else {
+        rc = sc_disk_open_storage(&store, key_provider, flags, &volume);
+    }
+    if (rc != 0) {
         close_shared();
         refuse("", sc_last_error());
         return 0;
@@ -233,6 +313,7 @@ static void sectorcrypt_cleanup(nbdkit_backend *backend) {
 
 static void sectorcrypt_unload(void) {
     free(key_provider);
+    free(passphrase_file);
 }
 
 /* ---- connections ---- */

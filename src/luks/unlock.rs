@@ -59,6 +59,12 @@ impl Hash {
     }
 }
 
+/// The most memory an Argon2 keyslot may ask for: LUKS2's own limit (cryptsetup refuses more).
+const MAX_ARGON2_KIB: u32 = 4 << 20;
+/// The largest keyslot area read: LUKS2's largest keyslots area (a header asking for more is damaged
+/// or hostile, and would otherwise make this allocate it).
+const MAX_AREA: u64 = 128 << 20;
+
 fn hash(store: &dyn Storage, name: &str) -> Result<Hash> {
     Hash::from_name(name).ok_or_else(|| unsupported(store, format!("the hash {name:?}")))
 }
@@ -71,6 +77,12 @@ fn area_key(store: &dyn Storage, slot: &Keyslot, passphrase: &[u8]) -> Result<Ze
             hash(store, name)?.pbkdf2(passphrase, salt, *iterations, &mut key)
         }
         Kdf::Argon2 { variant, time, memory_kib, parallel, salt } => {
+            if *memory_kib > MAX_ARGON2_KIB {
+                return Err(super::malformed(
+                    store,
+                    format!("keyslot {}: argon2 asks for {memory_kib} KiB, over LUKS2's 4 GiB", slot.index),
+                ));
+            }
             let algorithm =
                 if variant == "argon2i" { argon2::Algorithm::Argon2i } else { argon2::Algorithm::Argon2id };
             let params =
@@ -91,7 +103,8 @@ fn candidate(store: &dyn Storage, slot: &Keyslot, passphrase: &[u8]) -> Result<Z
         return Err(unsupported(store, format!("keyslot {}'s cipher {}", slot.index, slot.area_cipher)));
     }
     let stripes = slot.af_stripes as usize;
-    let split_len = slot.key_bytes.checked_mul(stripes).filter(|&l| l as u64 <= slot.area_size);
+    let split_len =
+        slot.key_bytes.checked_mul(stripes).filter(|&l| l as u64 <= slot.area_size && l as u64 <= MAX_AREA);
     let Some(split_len) = split_len else {
         return Err(super::malformed(
             store,

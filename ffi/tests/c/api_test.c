@@ -4,7 +4,8 @@
  * from two threads), encrypted disks and groups on files and on the caller's stores, and each
  * refusal (NULL, bad sizes, overlap, wrong key, no disk, read-only, a failing store).
  *
- * Usage: api_test KDK OTHER_KDK DIR   (two native key files and an empty directory)
+ * Usage: api_test KDK OTHER_KDK DIR LUKS   (two native key files, an empty directory, and a LUKS2
+ * image made by cryptsetup with the passphrase "luks passphrase")
  * Built with -Wall -Wextra -Werror and run under valgrind by ffi/tests/c_api.rs.
  */
 #include <errno.h>
@@ -492,9 +493,50 @@ static void test_storage(void) {
     free(back);
 }
 
+/* ---- LUKS volumes ---- */
+
+static void test_luks(const char *path) {
+    static const char pass[] = "luks passphrase";
+    sc_volume *v = NULL;
+    REFUSED(sc_luks_open(path, (const uint8_t *)"wrong", 5, 0, &v), SC_EKEY);
+    REFUSED(sc_luks_open(path, NULL, 5, 0, &v), SC_EINVAL);
+    CHECK(sc_luks_open(path, (const uint8_t *)pass, strlen(pass), SC_OPEN_WRITE, &v) == SC_OK);
+    struct sc_volume_info info;
+    CHECK(sc_volume_get_info(v, &info) == SC_OK);
+    CHECK(info.mode == SC_MODE_LUKS && info.members == 1 && info.writable == 1);
+    enum { LEN = 10000 };
+    uint8_t *data = malloc(LEN), *back = malloc(LEN);
+    fill(data, LEN, 11);
+    CHECK(sc_volume_write(v, data, LEN, 3000) == SC_OK);
+    CHECK(sc_volume_flush(v) == SC_OK);
+    sc_volume_close(v);
+
+    /* The same volume from memory, through the caller's functions. */
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fseek(f, 0, SEEK_END) == 0);
+        long size = ftell(f);
+        rewind(f);
+        struct memstore m = {malloc((size_t)size), (size_t)size, 0, 0, 0};
+        CHECK(fread(m.bytes, 1, (size_t)size, f) == (size_t)size);
+        fclose(f);
+        struct sc_storage s = store_of(&m, "luks in memory");
+        CHECK(sc_luks_open_storage(&s, (const uint8_t *)pass, strlen(pass), 0, &v) == SC_OK);
+        CHECK(sc_volume_read(v, back, LEN, 3000) == SC_OK);
+        CHECK(memcmp(data, back, LEN) == 0);
+        REFUSED(sc_volume_write(v, data, 10, 0), SC_EPERM);
+        sc_volume_close(v);
+        REFUSED(sc_luks_open_storage(NULL, (const uint8_t *)pass, strlen(pass), 0, &v), SC_EINVAL);
+        free(m.bytes);
+    }
+    free(data);
+    free(back);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s KDK OTHER_KDK DIR\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s KDK OTHER_KDK DIR LUKS\n", argv[0]);
         return 2;
     }
     snprintf(provider, sizeof provider, "native:%s", argv[1]);
@@ -514,6 +556,7 @@ int main(int argc, char **argv) {
     test_disk_files(argv[3]);
     test_group_files(argv[3]);
     test_storage();
+    test_luks(argv[4]);
 
     if (failures) {
         fprintf(stderr, "c api: %d checks failed\n", failures);

@@ -4,6 +4,7 @@
 #   sectorcrypt: nbdkit --filter=sectorcrypt file on a sectorcrypt VM disk (XTS-AES-256, 4 KiB units)
 #   luks:        nbdkit --filter=luks file on a LUKS1 image made by qemu-img (aes-256-xts-plain64),
 #                nbdkit's own filter, the tool a user would otherwise pick
+#   sc-luks:     nbdkit --filter=sectorcrypt file format=luks on the same LUKS1 image
 # Files live on a tmpfs so the device is out of the picture. Each cell is the best of --runs runs:
 # wall seconds and CPU seconds (user + system of nbdkit and nbdcopy together, from /usr/bin/time).
 #
@@ -36,6 +37,7 @@ truncate -s "${size_mib}M" plain.img
 "$sc" keys native init --kdk kdk >/dev/null
 "$sc" disk create --size "${size_mib}M" --key-provider native:kdk vm.disk >/dev/null
 # A short PBKDF iteration time, so that opening the image does not count as data-path time.
+printf bench-passphrase > passphrase
 qemu-img create -q -f luks --object secret,id=sec0,data=bench-passphrase -o key-secret=sec0 \
   -o cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10 luks.img "${size_mib}M"
 
@@ -43,6 +45,7 @@ declare -A server=(
   [plaintext]="file plain.img"
   [sectorcrypt]="--filter=$filter file vm.disk key-provider=native:kdk"
   [luks]="--filter=luks file luks.img passphrase=bench-passphrase"
+  [sc-luks]="--filter=$filter file luks.img format=luks passphrase-file=passphrase"
 )
 
 # One captive nbdkit running one nbdcopy; prints "wall cpu".
@@ -67,7 +70,7 @@ printf 'cpu: %s; nbdkit %s; %s MiB on %s; best of %s runs\n' \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)" "$(nbdkit --version | cut -d' ' -f2)" \
   "$size_mib" "$base" "$runs"
 printf '%-12s %10s %9s %10s %9s\n' config "write s" "write cpu" "read s" "read cpu"
-for config in plaintext sectorcrypt luks; do
+for config in plaintext sectorcrypt luks sc-luks; do
   read -r write_wall write_cpu < <(best "${server[$config]}" 'nbdcopy source.raw "$uri"')
   read -r read_wall read_cpu < <(best "${server[$config]}" 'nbdcopy "$uri" null:')
   printf '%-12s %10s %9s %10s %9s\n' "$config" "$write_wall" "$write_cpu" "$read_wall" "$read_cpu"

@@ -139,6 +139,12 @@ fn wrong_passphrase_damage_and_truncation_are_clear_errors_that_write_nothing() 
     let volume = open(&dir.path().join("one.img"), PASSPHRASE).unwrap();
     assert_eq!(volume.notices().len(), 1, "{:?}", volume.notices());
     drop(volume);
+    let mut other = original.clone();
+    other[copy_len + 200] ^= 0xff;
+    std::fs::write(dir.path().join("other.img"), &other).unwrap();
+    let volume = open(&dir.path().join("other.img"), PASSPHRASE).unwrap();
+    assert!(volume.notices()[0].to_string().contains("copy 1"), "{:?}", volume.notices());
+    drop(volume);
     let mut json = original.clone();
     json[4096 + 10] ^= 0x20; // inside the primary JSON area
     json[copy_len + 4096 + 10] ^= 0x20; // and the secondary's
@@ -169,7 +175,8 @@ fn wrong_passphrase_damage_and_truncation_are_clear_errors_that_write_nothing() 
 
     // Nothing was written to any of them.
     assert!(std::fs::read(&path).unwrap() == original);
-    for (name, bytes) in [("one.img", &one), ("json.img", &json), ("area.img", &area)] {
+    for (name, bytes) in [("one.img", &one), ("other.img", &other), ("json.img", &json), ("area.img", &area)]
+    {
         assert!(std::fs::read(dir.path().join(name)).unwrap() == *bytes, "{name} changed");
     }
 }

@@ -213,17 +213,14 @@ pub unsafe extern "C" fn sc_luks_open(
     flags: u32,
     out: *mut *mut sc_volume,
 ) -> c_int {
-    guard(|| {
-        check_out(out)?;
-        // SAFETY: the caller's guarantees.
-        let (path, passphrase) =
-            unsafe { (text(path, "path")?, bytes(passphrase, passphrase_len, "passphrase")?) };
-        let passphrase = zeroize::Zeroizing::new(passphrase.to_vec());
-        let volume = Volume::open_luks_file(std::path::Path::new(path), &passphrase, open_options(flags)?)?;
-        // SAFETY: checked above.
-        unsafe { hand_out(volume, out) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, forwarded.
+    unsafe {
+        open_luks(passphrase, passphrase_len, flags, out, |passphrase, options| {
+            // SAFETY: the caller's guarantee.
+            let path = std::path::Path::new(text(path, "path")?);
+            Ok(Volume::open_luks_file(path, passphrase, options)?)
+        })
+    }
 }
 
 /// Opens the LUKS volume held by the caller's store; see `sc_luks_open` and `sc_disk_open_storage`.
@@ -239,14 +236,34 @@ pub unsafe extern "C" fn sc_luks_open_storage(
     flags: u32,
     out: *mut *mut sc_volume,
 ) -> c_int {
+    // SAFETY: the caller's guarantees, forwarded.
+    unsafe {
+        open_luks(passphrase, passphrase_len, flags, out, |passphrase, options| {
+            // SAFETY: the caller's guarantee.
+            let store = store_list(storage, 1)?.remove(0);
+            Ok(Volume::open_luks(Box::new(store), passphrase, options)?)
+        })
+    }
+}
+
+/// The body of both LUKS opens: the passphrase copied into memory wiped on drop, the flags checked,
+/// `open` run, the volume handed out.
+///
+/// # Safety
+/// `passphrase` points to `passphrase_len` readable bytes; `out` is NULL or writable.
+unsafe fn open_luks(
+    passphrase: *const u8,
+    passphrase_len: usize,
+    flags: u32,
+    out: *mut *mut sc_volume,
+    open: impl FnOnce(&[u8], OpenOptions) -> Result<Volume, Failure>,
+) -> c_int {
     guard(|| {
         check_out(out)?;
-        // SAFETY: the caller's guarantees.
-        let (mut stores, passphrase) =
-            unsafe { (store_list(storage, 1)?, bytes(passphrase, passphrase_len, "passphrase")?) };
-        let passphrase = zeroize::Zeroizing::new(passphrase.to_vec());
-        let store = Box::new(stores.remove(0));
-        let volume = Volume::open_luks(store, &passphrase, open_options(flags)?)?;
+        // SAFETY: the caller's guarantee.
+        let passphrase =
+            zeroize::Zeroizing::new(unsafe { bytes(passphrase, passphrase_len, "passphrase")? }.to_vec());
+        let volume = open(&passphrase, open_options(flags)?)?;
         // SAFETY: checked above.
         unsafe { hand_out(volume, out) };
         Ok(())

@@ -75,8 +75,10 @@ fn luks_and_raw_agree_both_ways() {
         // sectorcrypt writes sectors 16.. (byte 65536 on), raw decrypts them.
         let data = common::pattern(MIB, sector as u64);
         std::fs::write(d.join("data.bin"), &data).unwrap();
+        let before = std::fs::read(&path).unwrap();
         run(&mut sc(d, &["luks", "write", &name, "--offset", "65536", "--from", "data.bin"]));
         let image = std::fs::read(&path).unwrap();
+        assert!(image[..data_offset] == before[..data_offset], "{sector}: the LUKS header or keyslots changed");
         std::fs::write(d.join("cipher.bin"), &image[data_offset + 65536..data_offset + 65536 + MIB]).unwrap();
         let _ = std::fs::remove_file(d.join("plain.bin"));
         let first = (65536 / 512).to_string();

@@ -182,3 +182,31 @@ fn key_file_and_streams_match_the_key_flag() {
     assert!(out.status.success());
     assert_eq!(out.stdout, expected);
 }
+
+/// `bench cipher --json` has an in-register ceiling row for every register width this CPU runs, and
+/// every x86 backend's XTS row carries its own width's ceiling and its percentage of it.
+#[test]
+fn bench_cipher_reports_each_instruction_sets_ceiling() {
+    let out = sectorcrypt(&[
+        "bench",
+        "cipher",
+        "--json",
+        "--seconds",
+        "0.01",
+        "--large-mib",
+        "0",
+        "--backends",
+        "aesni",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let ceilings: Vec<_> = rows.iter().filter(|r| r["kind"] == "ceiling").collect();
+    // AES-NI at least (the test asked for it), for both key sizes and directions.
+    assert!(ceilings.iter().filter(|r| r["register_bits"] == 128).count() == 4, "{ceilings:?}");
+    for row in rows.iter().filter(|r| r["kind"] == "xts") {
+        let own = row["ceiling_gbps"].as_f64().expect("an x86 row has its ceiling");
+        let pct = row["pct_of_own_ceiling"].as_f64().unwrap();
+        assert!(own > 0.0 && (pct - 100.0 * row["gbps"].as_f64().unwrap() / own).abs() < 1e-6);
+    }
+}

@@ -78,7 +78,10 @@ fn luks_and_raw_agree_both_ways() {
         let before = std::fs::read(&path).unwrap();
         run(&mut sc(d, &["luks", "write", &name, "--offset", "65536", "--from", "data.bin"]));
         let image = std::fs::read(&path).unwrap();
-        assert!(image[..data_offset] == before[..data_offset], "{sector}: the LUKS header or keyslots changed");
+        assert!(
+            image[..data_offset] == before[..data_offset],
+            "{sector}: the LUKS header or keyslots changed"
+        );
         std::fs::write(d.join("cipher.bin"), &image[data_offset + 65536..data_offset + 65536 + MIB]).unwrap();
         let _ = std::fs::remove_file(d.join("plain.bin"));
         let first = (65536 / 512).to_string();

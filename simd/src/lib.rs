@@ -69,6 +69,8 @@ macro_rules! for_each_middle_round {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use for_each_middle_round;
 
+#[cfg(target_arch = "x86_64")]
+pub mod ceiling;
 mod gf128;
 mod keys;
 mod portable;

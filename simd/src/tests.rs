@@ -219,3 +219,22 @@ fn key_schedules_are_left_out_of_core_dumps() {
         assert!(flags.iter().any(|f| f == "dd"), "{backend}: VmFlags {flags:?}");
     }
 }
+
+/// The in-register ceiling runs exactly on the widths whose backends this CPU supports.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn ceilings_run_where_their_backend_does() {
+    for width in ceiling::Width::ALL {
+        for decrypt in [false, true] {
+            assert_eq!(
+                ceiling::run(width, decrypt, 100).is_some(),
+                width.backend().is_supported(),
+                "{width:?}"
+            );
+        }
+        assert_eq!(ceiling::Width::of(width.backend()), Some(width));
+    }
+    assert_eq!(ceiling::Width::of(Backend::Portable), None);
+    let c = ceiling::Ceiling { width: ceiling::Width::Xmm, block_rounds_per_second: 1e10 };
+    assert!((c.gbps(10) - 16.0).abs() < 1e-9);
+}

@@ -46,6 +46,19 @@ struct Row {
     /// Percent of the ECB ceiling for the same key size and direction (XTS rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pct_of_ceiling: Option<f64>,
+    /// The backend whose kernel runs on a ceiling row's width.
+    #[serde(skip)]
+    backend_of_width: Option<&'static str>,
+    /// Register width of an in-register ceiling row (`kind` `ceiling`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    register_bits: Option<u32>,
+    /// The in-register ceiling of this row's instruction set, key size and direction (XTS rows of the
+    /// x86 backends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceiling_gbps: Option<f64>,
+    /// Percent of that ceiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pct_of_own_ceiling: Option<f64>,
     /// This row's rate over the vendored OpenSSL's on the same layout (XTS rows; `--features openssl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     x_openssl: Option<f64>,
@@ -77,6 +90,10 @@ impl Row {
             threads,
             gbps,
             pct_of_ceiling: None,
+            backend_of_width: None,
+            register_bits: None,
+            ceiling_gbps: None,
+            pct_of_own_ceiling: None,
             x_openssl: None,
             x_system_openssl: None,
         }
@@ -124,6 +141,7 @@ pub(super) fn run(config: &Config) -> Result<()> {
         let key = XtsKey::from_bytes(&demo_key(key_bits))?;
         for direction in ["encrypt", "decrypt"] {
             rows.push(ecb_ceiling(key_bits, direction, buf, per_row));
+            in_register_ceilings(&mut rows, key_bits, direction, per_row);
             for &backend in backends {
                 let xts = Xts::new(&key, BackendChoice::Named(backend))?;
                 let xts_row =
@@ -294,6 +312,29 @@ fn memory_pass(buf: &mut [u8]) {
     black_box(buf);
 }
 
+/// The in-register AES ceiling of each register width this CPU has (`sectorcrypt_simd::ceiling`):
+/// independent AESENC (AESDEC) chains, keys in registers, no memory traffic, as GB/s of a cipher of
+/// `key_bits` doing nothing but its rounds.
+fn in_register_ceilings(rows: &mut Vec<Row>, key_bits: u32, direction: &'static str, per_row: Duration) {
+    use sectorcrypt_simd::ceiling::{self, Width};
+    const ITERATIONS: u64 = 4096;
+    let rounds = if key_bits == 128 { 10 } else { 14 };
+    for width in Width::ALL.into_iter().filter(|w| w.backend().is_supported()) {
+        let decrypt = direction == "decrypt";
+        // `measure` counts bytes per call: here block rounds, 16 bytes each, so its GB/s divided by
+        // the rounds per block is the cipher's ceiling.
+        let rate = measure(per_row / 5, width.block_rounds(ITERATIONS) as usize * 16, || {
+            ceiling::run(width, decrypt, ITERATIONS);
+        });
+        let gbps = rate / f64::from(rounds);
+        let name = format!("{}-{}", if decrypt { "aesdec" } else { "aesenc" }, width.bits());
+        let mut row = Row::new("ceiling", name, key_bits, 0, 0, direction, 1, gbps);
+        row.register_bits = Some(width.bits());
+        row.backend_of_width = Some(width.backend().name());
+        rows.push(row);
+    }
+}
+
 /// The best ECB rate of the `aes` crate over in-cache buffers of the data-unit sizes: the most AES
 /// blocks per second this core's AES units deliver, per key size and direction.
 fn ecb_ceiling(key_bits: u32, direction: &'static str, buf: &mut [u8], per_row: Duration) -> Row {
@@ -347,6 +388,14 @@ fn add_ceiling_percentages(rows: &mut [Row]) {
     };
     for row in rows.iter_mut().filter(|r| is_xts(r)) {
         row.pct_of_ceiling = find("aes-ecb", row, false).map(|c| 100.0 * row.gbps / c.gbps);
+        let own = others.iter().find(|o| {
+            o.kind == "ceiling"
+                && o.backend_of_width == Some(row.backend.as_str())
+                && o.key_bits == row.key_bits
+                && o.direction == row.direction
+        });
+        row.ceiling_gbps = own.map(|c| c.gbps);
+        row.pct_of_own_ceiling = own.map(|c| 100.0 * row.gbps / c.gbps);
         row.x_openssl = find("openssl", row, true).map(|o| row.gbps / o.gbps);
         if row.data_unit == 4096 && row.threads == 1 {
             row.x_system_openssl = find("openssl-speed", row, false).map(|o| row.gbps / o.gbps);
@@ -356,7 +405,7 @@ fn add_ceiling_percentages(rows: &mut [Row]) {
 
 fn print_table(rows: &[Row]) {
     outln!(
-        "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8} {:>9} {:>7} {:>7}",
+        "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8} {:>9} {:>6} {:>7} {:>7}",
         "kind",
         "backend",
         "key",
@@ -366,15 +415,17 @@ fn print_table(rows: &[Row]) {
         "thr",
         "GB/s",
         "% ceiling",
+        "% own",
         "x ossl",
         "x sys"
     );
     let ratio = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.2}"));
     for r in rows {
         let pct = r.pct_of_ceiling.map_or(String::new(), |p| format!("{p:.0}%"));
+        let own = r.pct_of_own_ceiling.map_or(String::new(), |p| format!("{p:.0}%"));
         let backend: String = r.backend.chars().take(14).collect();
         outln!(
-            "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8.2} {:>9} {:>7} {:>7}",
+            "{:<13} {:<14} {:>4} {:>7} {:>10} {:<8} {:>3} {:>8.2} {:>9} {:>6} {:>7} {:>7}",
             r.kind,
             backend,
             r.key_bits,
@@ -384,6 +435,7 @@ fn print_table(rows: &[Row]) {
             r.threads,
             r.gbps,
             pct,
+            own,
             ratio(r.x_openssl),
             ratio(r.x_system_openssl)
         );

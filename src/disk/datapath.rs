@@ -7,15 +7,16 @@
 //! number `x / data_unit`, so no two units of a group, on any member, share a (key, tweak) pair.
 //!
 //! Every request is cut into pieces that stay within one stripe and one staging slot; pieces go to a
-//! [`Worker`] `queue_depth` at a time: writes are encrypted into the worker's slots (in parallel across
-//! slots when the round is large) and queued; reads are queued, then decrypted in the slots and copied
-//! out. Writes that cover only part of a data unit read the unit first (read-modify-write) under an
+//! [`Worker`] `queue_depth` at a time: writes are encrypted from the caller's buffer into the worker's
+//! slots (out of place, in parallel across slots when the round is large) and queued; reads are
+//! queued, then decrypted from the slots into the caller's buffer. Writes that cover only part of a data unit read the unit first (read-modify-write) under an
 //! exclusive per-unit lock, so concurrent writers never lose each other's bytes; writes of whole units
 //! hold the same locks shared, so they run in parallel with each other.
 //!
-//! Thin provisioning: a data unit whose ciphertext is all zeros has never been written (or was
-//! discarded) and reads as zeros; a write whose ciphertext would be all zeros is refused, so no
-//! written unit is ever taken for an unwritten one (`docs/FORMAT.md`, "Unallocated data units").
+//! Thin provisioning (sectorcrypt disks and groups; a LUKS volume has none, see [`Layout::thin`]): a
+//! data unit whose ciphertext is all zeros has never been written (or was discarded) and reads as
+//! zeros; a write whose ciphertext would be all zeros is refused, so no written unit is ever taken for
+//! an unwritten one (`docs/FORMAT.md`, "Unallocated data units").
 
 use super::format::Header;
 use super::members::{Member, disk_error, storage_error};

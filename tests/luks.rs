@@ -73,6 +73,28 @@ fn unlocks_what_cryptsetup_makes_and_follows_its_data_layout() {
                 cases.push((format!("luks2-{key_bits}-{sector}-{kdf}"), args));
             }
         }
+        // 64 KiB header copies (the secondary at 64 KiB) and a data offset that is no power of two.
+        cases.push((
+            format!("luks2-{key_bits}-offset"),
+            vec![
+                "--type",
+                "luks2",
+                "--key-size",
+                key_bits,
+                "--sector-size",
+                "512",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--luks2-metadata-size",
+                "64k",
+                "--luks2-keyslots-size",
+                "1m",
+                "--offset",
+                "4200",
+            ],
+        ));
         cases.push((
             format!("luks1-{key_bits}"),
             vec![

@@ -76,9 +76,16 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: S
         }
         let mut groups = body.chunks_exact(8 * 16);
         for group in &mut groups {
-            crypt_eight::<DEC, NR>(rk, &group, &tw);
-            for t in &mut tw {
-                *t = mul_x_pow(*t, 8);
+            // AES-128 steps the tweaks between its rounds; AES-256 between groups, where the two
+            // pinned registers cost its fifteen round keys more than the overlap gains
+            // (`docs/PERFORMANCE.md`).
+            if NR == 10 {
+                crypt_eight_stepping::<DEC, NR>(rk, &group, &mut tw);
+            } else {
+                crypt_eight::<DEC, NR>(rk, &group, &tw);
+                for t in &mut tw {
+                    *t = mul_x_pow(*t, 8);
+                }
             }
         }
         let next = blocks_in_xmm::<DEC, NR>(rk, groups.into_remainder(), tw[0]);
@@ -111,6 +118,79 @@ unsafe fn crypt_eight<const DEC: bool, const NR: usize>(
         }
         for j in 0..8 {
             _mm_storeu_si128(dst.add(16 * j).cast(), last_round::<DEC>(s[j], _mm_xor_si128(rk[NR], tw[j])));
+        }
+    }
+}
+
+/// As [`crypt_eight`], stepping each tweak to the next group's (`* x^8`) between the rounds, tweak `j`
+/// between rounds `j + 1` and `j + 2`, held there by the pins of [`round_of_eight_pinned`].
+///
+/// # Safety
+/// The CPU must support AES-NI, PCLMULQDQ and SSE2.
+#[inline(always)]
+unsafe fn crypt_eight_stepping<const DEC: bool, const NR: usize>(
+    rk: &[__m128i; 15],
+    group: &Span<'_>,
+    tw: &mut [__m128i; 8],
+) {
+    assert!(group.len() >= 128);
+    let (src, dst) = (group.src(), group.dst());
+    // SAFETY: the loads and stores touch bytes 0..128 of `group`, checked above, all loads before any
+    // store; the caller guarantees the features.
+    unsafe {
+        let mut s = [_mm_setzero_si128(); 8];
+        let mut last = [_mm_setzero_si128(); 8];
+        for j in 0..8 {
+            s[j] = _mm_xor_si128(_mm_loadu_si128(src.add(16 * j).cast()), _mm_xor_si128(tw[j], rk[0]));
+            last[j] = _mm_xor_si128(rk[NR], tw[j]);
+        }
+        crate::for_each_middle_round!(NR, |r| {
+            let replaced = (r - 1).min(7);
+            let ready = tw[(r + 6) % 8];
+            round_of_eight_pinned::<DEC>(&mut s, rk[r], &mut tw[replaced], ready);
+            if r <= 8 {
+                tw[r - 1] = mul_x_pow(tw[r - 1], 8);
+            }
+        });
+        for j in 0..8 {
+            _mm_storeu_si128(dst.add(16 * j).cast(), last_round::<DEC>(s[j], last[j]));
+        }
+    }
+}
+
+/// [`round_of_eight`] that also counts as changing `replaced` and reading `ready`, though it emits no
+/// instruction for them: the pins keep a tweak's step after this round and the previous step before
+/// it, rather than wherever the compiler would put them.
+///
+/// # Safety
+/// The CPU must support AES-NI.
+#[inline(always)]
+unsafe fn round_of_eight_pinned<const DEC: bool>(
+    s: &mut [__m128i; 8],
+    key: __m128i,
+    replaced: &mut __m128i,
+    ready: __m128i,
+) {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
+    macro_rules! eight {
+        ($op:literal) => {
+            core::arch::asm!(
+                concat!($op, " {0}, {8}\n", $op, " {1}, {8}\n", $op, " {2}, {8}\n", $op, " {3}, {8}\n"),
+                concat!($op, " {4}, {8}\n", $op, " {5}, {8}\n", $op, " {6}, {8}\n", $op, " {7}, {8}"),
+                "/* pins: {9} {10} */",
+                inout(xmm_reg) *s0, inout(xmm_reg) *s1, inout(xmm_reg) *s2, inout(xmm_reg) *s3,
+                inout(xmm_reg) *s4, inout(xmm_reg) *s5, inout(xmm_reg) *s6, inout(xmm_reg) *s7,
+                in(xmm_reg) key, inout(xmm_reg) *replaced, in(xmm_reg) ready,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+    }
+    // SAFETY: the caller guarantees AES-NI; the instructions touch only the eight state registers.
+    unsafe {
+        if DEC {
+            eight!("aesdec");
+        } else {
+            eight!("aesenc");
         }
     }
 }

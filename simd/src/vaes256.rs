@@ -87,12 +87,18 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
             for (j, state) in s.iter_mut().enumerate() {
                 *state = _mm256_loadu_si256(src.add(32 * j).cast());
             }
-            crypt::<DEC, NR, 8>(rk, &mut s, &tw);
+            // AES-128 steps the tweaks between its rounds; AES-256 between groups, as in the AES-NI
+            // kernel (`docs/PERFORMANCE.md`).
+            if NR == 10 {
+                crypt_stepping::<DEC, NR>(rk, &mut s, &mut tw);
+            } else {
+                crypt::<DEC, NR, 8>(rk, &mut s, &tw);
+                for t in &mut tw {
+                    *t = mul_x16(*t);
+                }
+            }
             for (j, state) in s.iter().enumerate() {
                 _mm256_storeu_si256(dst.add(32 * j).cast(), *state);
-            }
-            for t in &mut tw {
-                *t = mul_x16(*t);
             }
         }
         let next =
@@ -173,6 +179,83 @@ unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
             } else {
                 _mm256_aesenclast_epi128(*state, last)
             };
+        }
+    }
+}
+
+/// [`crypt`] over eight registers, stepping each tweak register to the next group's (`* x^16`) between
+/// the rounds, register `j` between rounds `j + 1` and `j + 2`, held there by the pins of
+/// [`round_of_eight_pinned`].
+///
+/// # Safety
+/// The CPU must support AVX2, VAES and VPCLMULQDQ.
+#[inline(always)]
+unsafe fn crypt_stepping<const DEC: bool, const NR: usize>(
+    rk: &[__m256i; 15],
+    s: &mut [__m256i; 8],
+    tw: &mut [__m256i; 8],
+) {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut last = [_mm256_setzero_si256(); 8];
+        for j in 0..8 {
+            s[j] = _mm256_xor_si256(s[j], _mm256_xor_si256(tw[j], rk[0]));
+            last[j] = _mm256_xor_si256(rk[NR], tw[j]);
+        }
+        crate::for_each_middle_round!(NR, |r| {
+            let replaced = (r - 1).min(7);
+            let ready = tw[(r + 6) % 8];
+            round_of_eight_pinned::<DEC>(s, rk[r], &mut tw[replaced], ready);
+            if r <= 8 {
+                tw[r - 1] = mul_x16(tw[r - 1]);
+            }
+        });
+        for j in 0..8 {
+            s[j] = if DEC {
+                _mm256_aesdeclast_epi128(s[j], last[j])
+            } else {
+                _mm256_aesenclast_epi128(s[j], last[j])
+            };
+        }
+    }
+}
+
+/// [`round_of_eight`] that also counts as changing `replaced` and reading `ready`, though it emits no
+/// instruction for them: the pins keep a tweak register's step after this round and the previous
+/// step before it.
+///
+/// # Safety
+/// The CPU must support AVX and VAES.
+#[target_feature(enable = "avx,vaes")]
+#[inline]
+unsafe fn round_of_eight_pinned<const DEC: bool>(
+    s: &mut [__m256i; 8],
+    key: __m256i,
+    replaced: &mut __m256i,
+    ready: __m256i,
+) {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
+    macro_rules! eight {
+        ($op:literal) => {
+            core::arch::asm!(
+                concat!($op, " {0}, {0}, {8}\n", $op, " {1}, {1}, {8}\n", $op, " {2}, {2}, {8}\n"),
+                concat!($op, " {3}, {3}, {8}\n", $op, " {4}, {4}, {8}\n", $op, " {5}, {5}, {8}\n"),
+                concat!($op, " {6}, {6}, {8}\n", $op, " {7}, {7}, {8}"),
+                "/* pins: {9} {10} */",
+                inout(ymm_reg) *s0, inout(ymm_reg) *s1, inout(ymm_reg) *s2, inout(ymm_reg) *s3,
+                inout(ymm_reg) *s4, inout(ymm_reg) *s5, inout(ymm_reg) *s6, inout(ymm_reg) *s7,
+                in(ymm_reg) key, inout(ymm_reg) *replaced, in(ymm_reg) ready,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+    }
+    // SAFETY: the caller guarantees the features; the instructions touch only the eight state
+    // registers.
+    unsafe {
+        if DEC {
+            eight!("vaesdec");
+        } else {
+            eight!("vaesenc");
         }
     }
 }

@@ -1,9 +1,13 @@
 //! XTS with AES-NI and PCLMULQDQ on 128-bit registers.
 //!
 //! Eight blocks are in flight: AESENC has a latency of several cycles but the core starts one or two
-//! per cycle, so eight independent blocks keep the AES units busy. Their eight tweaks live in
-//! registers; after each group of eight every tweak jumps ahead by `x^8` with one carry-less multiply
-//! (see [`mul_x_pow`]), so no serial doubling chain limits the loop.
+//! per cycle, so eight independent blocks keep the AES units busy. Each middle round takes all eight
+//! through one `asm!` block ([`round_of_eight`]): from intrinsics the compiler took two blocks at a
+//! time through every round, leaving too few rounds in flight. Their eight tweaks live in registers
+//! and jump ahead by `x^8` with one carry-less multiply each (see [`mul_x_pow`]), so no serial doubling
+//! chain limits the loop: with AES-128 one tweak per round, between the rounds of the group before
+//! ([`crypt_eight_stepping`]); with AES-256, whose round keys leave no registers to pin them with,
+//! after each group.
 //!
 //! The data key's first round key is folded into the tweak before the first XOR, and the tweak into
 //! the last round key (`AESENCLAST(s, k) ^ t == AESENCLAST(s, k ^ t)`), so each block costs one XOR

@@ -2,10 +2,13 @@
 //! Lake and later).
 //!
 //! A register holds two consecutive blocks and their two tweaks. Eight registers, sixteen blocks, are in
-//! flight; lane `l` of tweak register `j` holds `T0 * x^(2j + l)`, and every tweak register jumps ahead
-//! by `x^16` after each group (a two-byte shift and one carry-less multiply). AVX2 has only sixteen vector registers, so the compiler keeps some tweaks
-//! on the stack; those reloads ride on the load ports, which this loop barely uses. Fewer than sixteen
-//! blocks left at the end of a unit go through the 128-bit helpers.
+//! flight, each middle round one `asm!` block over all eight ([`round_of_eight`], for the reason given
+//! in the AES-NI kernel). Lane `l` of tweak register `j` holds `T0 * x^(2j + l)`, and every tweak
+//! register jumps ahead by `x^16` per group (a two-byte shift and one carry-less multiply): with
+//! AES-128 one register per round, between the rounds ([`crypt_stepping`]); with AES-256 after each
+//! group. AVX2 has only sixteen vector registers, so the compiler keeps some tweaks on the stack;
+//! those reloads ride on the load ports, which this loop barely uses. Fewer than sixteen blocks left
+//! at the end of a unit go through the 128-bit helpers.
 
 use crate::aesni;
 use crate::keys::RoundKeys;

@@ -54,15 +54,23 @@ unsafe fn units<const DEC: bool, const NR: usize>(
     unsafe {
         let rk = load_keys(if DEC { &keys.dec } else { &keys.enc });
         let tk = load_keys(&keys.tweak);
+        let unit_len = unit_len.max(16);
+        if buf.len() <= unit_len {
+            one_unit::<DEC, NR>(&rk, buf, encrypt_tweak::<NR>(&tk, first));
+            return;
+        }
+        // First tweaks four units at a time, four independent chains, the next four issued before
+        // this four's blocks so the core overlaps them: one serial chain per unit, waited for at
+        // each unit's start, cost small units a fifth of their time.
         let mut number = first;
-        let mut t0 = encrypt_tweak::<NR>(&tk, number);
-        for unit in buf.chunks(unit_len.max(16)) {
-            number = number.wrapping_add(step);
-            // The next unit's tweak depends on nothing below, so issuing it first lets the core
-            // overlap its serial AES chain with this unit's blocks.
-            let next = encrypt_tweak::<NR>(&tk, number);
-            one_unit::<DEC, NR>(&rk, unit, t0);
-            t0 = next;
+        let mut batch = encrypt_four_tweaks::<NR>(&tk, number, step);
+        for four in buf.chunks(4 * unit_len) {
+            number = number.wrapping_add(step.wrapping_mul(4));
+            let ahead = encrypt_four_tweaks::<NR>(&tk, number, step);
+            for (t0, unit) in batch.into_iter().zip(four.chunks(unit_len)) {
+                one_unit::<DEC, NR>(&rk, unit, t0);
+            }
+            batch = ahead;
         }
     }
 }
@@ -269,6 +277,34 @@ pub(crate) unsafe fn encrypt_tweak<const NR: usize>(tk: &[__m128i; 15], value: u
             t = _mm_aesenc_si128(t, *key);
         }
         _mm_aesenclast_si128(t, tk[NR])
+    }
+}
+
+/// [`encrypt_tweak`] of `number`, `number + step`, `number + 2 step` and `number + 3 step` (wrapping),
+/// as four independent chains.
+///
+/// # Safety
+/// The CPU must support AES-NI and SSE2.
+#[inline(always)]
+pub(crate) unsafe fn encrypt_four_tweaks<const NR: usize>(
+    tk: &[__m128i; 15],
+    number: u128,
+    step: u128,
+) -> [__m128i; 4] {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut t = [_mm_setzero_si128(); 4];
+        let mut value = number;
+        for state in &mut t {
+            *state = _mm_xor_si128(_mm_set_epi64x((value >> 64) as i64, value as i64), tk[0]);
+            value = value.wrapping_add(step);
+        }
+        for key in &tk[1..NR] {
+            for state in &mut t {
+                *state = _mm_aesenc_si128(*state, *key);
+            }
+        }
+        t.map(|state| _mm_aesenclast_si128(state, tk[NR]))
     }
 }
 

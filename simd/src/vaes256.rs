@@ -53,14 +53,21 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         for (wide, key) in rk.iter_mut().zip(&rk128) {
             *wide = _mm256_broadcastsi128_si256(*key);
         }
+        let unit_len = unit_len.max(16);
+        if buf.len() <= unit_len {
+            one_unit::<DEC, NR>(&rk, &rk128, buf, aesni::encrypt_tweak::<NR>(&tk, first));
+            return;
+        }
+        // First tweaks four units at a time, the next four issued early (as in the AES-NI kernel).
         let mut number = first;
-        let mut t0 = aesni::encrypt_tweak::<NR>(&tk, number);
-        for unit in buf.chunks(unit_len.max(16)) {
-            number = number.wrapping_add(step);
-            // Issued first so the core overlaps this serial AES chain with the unit's blocks.
-            let next = aesni::encrypt_tweak::<NR>(&tk, number);
-            one_unit::<DEC, NR>(&rk, &rk128, unit, t0);
-            t0 = next;
+        let mut batch = aesni::encrypt_four_tweaks::<NR>(&tk, number, step);
+        for four in buf.chunks(4 * unit_len) {
+            number = number.wrapping_add(step.wrapping_mul(4));
+            let ahead = aesni::encrypt_four_tweaks::<NR>(&tk, number, step);
+            for (t0, unit) in batch.into_iter().zip(four.chunks(unit_len)) {
+                one_unit::<DEC, NR>(&rk, &rk128, unit, t0);
+            }
+            batch = ahead;
         }
     }
 }

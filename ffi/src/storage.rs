@@ -87,17 +87,15 @@ impl CStorage {
     }
 }
 
+/// `EIO` on Linux and the BSDs: what an errno that has no absolute value (`INT_MIN`) is taken as.
+const EIO: c_int = 5;
+
 /// An errno value returned by a callback as an `io::Error`.
 fn result(code: c_int) -> io::Result<()> {
     match code {
         0 => Ok(()),
-        code => Err(io::Error::from_raw_os_error(code.checked_abs().unwrap_or(libc_eio()))),
+        code => Err(io::Error::from_raw_os_error(code.checked_abs().unwrap_or(EIO))),
     }
-}
-
-/// `EIO` on Linux and the BSDs.
-const fn libc_eio() -> c_int {
-    5
 }
 
 impl Storage for CStorage {

@@ -170,6 +170,42 @@ unsafe fn crypt_eight_stepping<const DEC: bool, const NR: usize>(
     }
 }
 
+/// One `asm!` block applying the round instruction `$op` to the eight states `$s` with the key in
+/// operand 8, then the template line `$extra` and the operands after the key.
+#[rustfmt::skip]
+macro_rules! eight_rounds {
+    ($op:literal, $extra:literal, [$($s:expr),+], $($operands:tt)*) => {
+        core::arch::asm!(
+            concat!($op, " {0}, {8}\n", $op, " {1}, {8}\n", $op, " {2}, {8}\n", $op, " {3}, {8}\n"),
+            concat!($op, " {4}, {8}\n", $op, " {5}, {8}\n", $op, " {6}, {8}\n", $op, " {7}, {8}"),
+            $extra,
+            $(inout(xmm_reg) *$s,)+
+            $($operands)*
+        )
+    };
+}
+
+/// One middle round over eight states with round key `key`, in one `asm!` block so that all eight go
+/// through each round together: written with intrinsics, the compiler took two states at a time
+/// through all the rounds (fewer registers live, too few rounds in flight).
+///
+/// # Safety
+/// The CPU must support AES-NI.
+#[inline(always)]
+unsafe fn round_of_eight<const DEC: bool>(s: &mut [__m128i; 8], key: __m128i) {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
+    // SAFETY: the caller guarantees AES-NI; the instructions touch only the eight state registers.
+    unsafe {
+        if DEC {
+            eight_rounds!("aesdec", "", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(xmm_reg) key, options(pure, nomem, nostack, preserves_flags));
+        } else {
+            eight_rounds!("aesenc", "", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(xmm_reg) key, options(pure, nomem, nostack, preserves_flags));
+        }
+    }
+}
+
 /// [`round_of_eight`] that also counts as changing `replaced` and reading `ready`, though it emits no
 /// instruction for them: the pins keep a tweak's step after this round and the previous step before
 /// it, rather than wherever the compiler would put them.
@@ -184,56 +220,17 @@ unsafe fn round_of_eight_pinned<const DEC: bool>(
     ready: __m128i,
 ) {
     let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
-    macro_rules! eight {
-        ($op:literal) => {
-            core::arch::asm!(
-                concat!($op, " {0}, {8}\n", $op, " {1}, {8}\n", $op, " {2}, {8}\n", $op, " {3}, {8}\n"),
-                concat!($op, " {4}, {8}\n", $op, " {5}, {8}\n", $op, " {6}, {8}\n", $op, " {7}, {8}"),
-                "/* pins: {9} {10} */",
-                inout(xmm_reg) *s0, inout(xmm_reg) *s1, inout(xmm_reg) *s2, inout(xmm_reg) *s3,
-                inout(xmm_reg) *s4, inout(xmm_reg) *s5, inout(xmm_reg) *s6, inout(xmm_reg) *s7,
+    // SAFETY: the caller guarantees AES-NI; the instructions touch only the eight state registers
+    // (the pins appear in a comment only).
+    unsafe {
+        if DEC {
+            eight_rounds!("aesdec", "/* pins: {9} {10} */", [s0, s1, s2, s3, s4, s5, s6, s7],
                 in(xmm_reg) key, inout(xmm_reg) *replaced, in(xmm_reg) ready,
-                options(pure, nomem, nostack, preserves_flags),
-            )
-        };
-    }
-    // SAFETY: the caller guarantees AES-NI; the instructions touch only the eight state registers.
-    unsafe {
-        if DEC {
-            eight!("aesdec");
+                options(pure, nomem, nostack, preserves_flags));
         } else {
-            eight!("aesenc");
-        }
-    }
-}
-
-/// One middle round over eight states with round key `key`, in one `asm!` block so that all eight go
-/// through each round together: written with intrinsics, the compiler took two states at a time
-/// through all the rounds (fewer registers live, too few rounds in flight).
-///
-/// # Safety
-/// The CPU must support AES-NI.
-#[inline(always)]
-unsafe fn round_of_eight<const DEC: bool>(s: &mut [__m128i; 8], key: __m128i) {
-    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
-    macro_rules! eight {
-        ($op:literal) => {
-            core::arch::asm!(
-                concat!($op, " {0}, {8}\n", $op, " {1}, {8}\n", $op, " {2}, {8}\n", $op, " {3}, {8}\n"),
-                concat!($op, " {4}, {8}\n", $op, " {5}, {8}\n", $op, " {6}, {8}\n", $op, " {7}, {8}"),
-                inout(xmm_reg) *s0, inout(xmm_reg) *s1, inout(xmm_reg) *s2, inout(xmm_reg) *s3,
-                inout(xmm_reg) *s4, inout(xmm_reg) *s5, inout(xmm_reg) *s6, inout(xmm_reg) *s7,
-                in(xmm_reg) key,
-                options(pure, nomem, nostack, preserves_flags),
-            )
-        };
-    }
-    // SAFETY: the caller guarantees AES-NI; the instructions touch only the eight state registers.
-    unsafe {
-        if DEC {
-            eight!("aesdec");
-        } else {
-            eight!("aesenc");
+            eight_rounds!("aesenc", "/* pins: {9} {10} */", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(xmm_reg) key, inout(xmm_reg) *replaced, in(xmm_reg) ready,
+                options(pure, nomem, nostack, preserves_flags));
         }
     }
 }

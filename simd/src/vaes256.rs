@@ -102,7 +102,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
             if NR == 10 {
                 crypt_stepping::<DEC, NR>(rk, &mut s, &mut tw);
             } else {
-                crypt::<DEC, NR, 8>(rk, &mut s, &tw);
+                crypt::<DEC, NR>(rk, &mut s, &tw);
                 for t in &mut tw {
                     *t = mul_x16(*t);
                 }
@@ -150,37 +150,24 @@ unsafe fn mul_x16(t: __m256i) -> __m256i {
     }
 }
 
-/// The AES rounds over `W` registers of two blocks each, with the tweak XORs folded into the first and
-/// last round keys.
+/// The AES rounds over eight registers of two blocks each, with the tweak XORs folded into the first
+/// and last round keys; each middle round one `asm!` block over all eight ([`round_of_eight`]).
 ///
 /// # Safety
 /// The CPU must support AVX2 and VAES.
 #[inline(always)]
-unsafe fn crypt<const DEC: bool, const NR: usize, const W: usize>(
+unsafe fn crypt<const DEC: bool, const NR: usize>(
     rk: &[__m256i; 15],
-    s: &mut [__m256i; W],
-    tw: &[__m256i; W],
+    s: &mut [__m256i; 8],
+    tw: &[__m256i; 8],
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
         for (state, t) in s.iter_mut().zip(tw) {
             *state = _mm256_xor_si256(*state, _mm256_xor_si256(*t, rk[0]));
         }
-        // Groups of eight registers go through each round together (see `round_of_eight`).
-        if let Ok(eight) = <&mut [__m256i; 8]>::try_from(&mut s[..]) {
-            for key in &rk[1..NR] {
-                round_of_eight::<DEC>(eight, *key);
-            }
-        } else {
-            for key in &rk[1..NR] {
-                for state in s.iter_mut() {
-                    *state = if DEC {
-                        _mm256_aesdec_epi128(*state, *key)
-                    } else {
-                        _mm256_aesenc_epi128(*state, *key)
-                    };
-                }
-            }
+        for key in &rk[1..NR] {
+            round_of_eight::<DEC>(s, *key);
         }
         for (state, t) in s.iter_mut().zip(tw) {
             let last = _mm256_xor_si256(rk[NR], *t);
@@ -230,44 +217,20 @@ unsafe fn crypt_stepping<const DEC: bool, const NR: usize>(
     }
 }
 
-/// [`round_of_eight`] that also counts as changing `replaced` and reading `ready`, though it emits no
-/// instruction for them: the pins keep a tweak register's step after this round and the previous
-/// step before it.
-///
-/// # Safety
-/// The CPU must support AVX and VAES.
-#[target_feature(enable = "avx,vaes")]
-#[inline]
-unsafe fn round_of_eight_pinned<const DEC: bool>(
-    s: &mut [__m256i; 8],
-    key: __m256i,
-    replaced: &mut __m256i,
-    ready: __m256i,
-) {
-    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
-    macro_rules! eight {
-        ($op:literal) => {
-            core::arch::asm!(
-                concat!($op, " {0}, {0}, {8}\n", $op, " {1}, {1}, {8}\n", $op, " {2}, {2}, {8}\n"),
-                concat!($op, " {3}, {3}, {8}\n", $op, " {4}, {4}, {8}\n", $op, " {5}, {5}, {8}\n"),
-                concat!($op, " {6}, {6}, {8}\n", $op, " {7}, {7}, {8}"),
-                "/* pins: {9} {10} */",
-                inout(ymm_reg) *s0, inout(ymm_reg) *s1, inout(ymm_reg) *s2, inout(ymm_reg) *s3,
-                inout(ymm_reg) *s4, inout(ymm_reg) *s5, inout(ymm_reg) *s6, inout(ymm_reg) *s7,
-                in(ymm_reg) key, inout(ymm_reg) *replaced, in(ymm_reg) ready,
-                options(pure, nomem, nostack, preserves_flags),
-            )
-        };
-    }
-    // SAFETY: the caller guarantees the features; the instructions touch only the eight state
-    // registers.
-    unsafe {
-        if DEC {
-            eight!("vaesdec");
-        } else {
-            eight!("vaesenc");
-        }
-    }
+/// One `asm!` block applying the round instruction `$op` to the eight registers `$s` with the key in
+/// operand 8, then the template line `$extra` and the operands after the key.
+#[rustfmt::skip]
+macro_rules! eight_rounds {
+    ($op:literal, $extra:literal, [$($s:expr),+], $($operands:tt)*) => {
+        core::arch::asm!(
+            concat!($op, " {0}, {0}, {8}\n", $op, " {1}, {1}, {8}\n", $op, " {2}, {2}, {8}\n"),
+            concat!($op, " {3}, {3}, {8}\n", $op, " {4}, {4}, {8}\n", $op, " {5}, {5}, {8}\n"),
+            concat!($op, " {6}, {6}, {8}\n", $op, " {7}, {7}, {8}"),
+            $extra,
+            $(inout(ymm_reg) *$s,)+
+            $($operands)*
+        )
+    };
 }
 
 /// One middle round over eight registers of states with round key `key`, in one `asm!` block so that
@@ -283,26 +246,45 @@ unsafe fn round_of_eight_pinned<const DEC: bool>(
 #[inline]
 unsafe fn round_of_eight<const DEC: bool>(s: &mut [__m256i; 8], key: __m256i) {
     let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
-    macro_rules! eight {
-        ($op:literal) => {
-            core::arch::asm!(
-                concat!($op, " {0}, {0}, {8}\n", $op, " {1}, {1}, {8}\n", $op, " {2}, {2}, {8}\n"),
-                concat!($op, " {3}, {3}, {8}\n", $op, " {4}, {4}, {8}\n", $op, " {5}, {5}, {8}\n"),
-                concat!($op, " {6}, {6}, {8}\n", $op, " {7}, {7}, {8}"),
-                inout(ymm_reg) *s0, inout(ymm_reg) *s1, inout(ymm_reg) *s2, inout(ymm_reg) *s3,
-                inout(ymm_reg) *s4, inout(ymm_reg) *s5, inout(ymm_reg) *s6, inout(ymm_reg) *s7,
-                in(ymm_reg) key,
-                options(pure, nomem, nostack, preserves_flags),
-            )
-        };
-    }
     // SAFETY: the caller guarantees the features; the instructions touch only the eight state
     // registers.
     unsafe {
         if DEC {
-            eight!("vaesdec");
+            eight_rounds!("vaesdec", "", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(ymm_reg) key, options(pure, nomem, nostack, preserves_flags));
         } else {
-            eight!("vaesenc");
+            eight_rounds!("vaesenc", "", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(ymm_reg) key, options(pure, nomem, nostack, preserves_flags));
+        }
+    }
+}
+
+/// [`round_of_eight`] that also counts as changing `replaced` and reading `ready`, though it emits no
+/// instruction for them: the pins keep a tweak register's step after this round and the previous
+/// step before it.
+///
+/// # Safety
+/// The CPU must support AVX and VAES.
+#[target_feature(enable = "avx,vaes")]
+#[inline]
+unsafe fn round_of_eight_pinned<const DEC: bool>(
+    s: &mut [__m256i; 8],
+    key: __m256i,
+    replaced: &mut __m256i,
+    ready: __m256i,
+) {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = s;
+    // SAFETY: the caller guarantees the features; the instructions touch only the eight state
+    // registers (the pins appear in a comment only).
+    unsafe {
+        if DEC {
+            eight_rounds!("vaesdec", "/* pins: {9} {10} */", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(ymm_reg) key, inout(ymm_reg) *replaced, in(ymm_reg) ready,
+                options(pure, nomem, nostack, preserves_flags));
+        } else {
+            eight_rounds!("vaesenc", "/* pins: {9} {10} */", [s0, s1, s2, s3, s4, s5, s6, s7],
+                in(ymm_reg) key, inout(ymm_reg) *replaced, in(ymm_reg) ready,
+                options(pure, nomem, nostack, preserves_flags));
         }
     }
 }

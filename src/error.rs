@@ -85,8 +85,18 @@ pub enum Error {
         /// What went wrong, for a person.
         reason: String,
     },
+    /// The TPM-sealed store of persisted keys cannot be used (damaged, another TPM's, TPM down).
+    #[error("key persistence store {path}: {reason}")]
+    KeyStore {
+        /// The store file.
+        path: String,
+        /// What is wrong, for programs.
+        fault: StoreFault,
+        /// What is wrong, for a person.
+        reason: String,
+    },
     /// A `--key-provider` value that names no known provider.
-    #[error("unknown key provider {0:?} (expected native:PATH)")]
+    #[error("unknown key provider {0:?} (expected native:PATH or kmip:CONFIG)")]
     KeyProviderSpec(String),
     /// A rekey to the KEK that already wraps the data key, which would change nothing.
     #[error("the data key is already wrapped under {0}: a rekey needs another key id")]
@@ -205,6 +215,43 @@ pub enum ProviderFault {
     Revoked,
     /// The provider's configuration or key file is unusable (bad mode, wrong length, wrong kind).
     Misconfigured,
+    /// The key server's TLS certificate is not trusted (unknown CA, wrong name, expired).
+    UntrustedServer,
+}
+
+/// What is wrong with a key persistence store, for [`Error::KeyStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreFault {
+    /// The file does not parse, or its keys do not decrypt (altered or truncated).
+    Corrupt,
+    /// Another TPM sealed it, or this TPM was cleared since.
+    WrongTpm,
+    /// The PCRs it is sealed to hold other values now.
+    PcrMismatch,
+    /// The TPM cannot be reached: transient.
+    TpmUnavailable,
+    /// The TPM refused an operation.
+    TpmFailed,
+    /// The configuration does not match the store (other PCRs, a bad TCTI).
+    Misconfigured,
+    /// The store holds as many keys as it can.
+    Full,
+    /// This build has no TPM support.
+    Unsupported,
+}
+
+impl StoreFault {
+    fn kind(self) -> ErrorKind {
+        match self {
+            StoreFault::Corrupt => ErrorKind::Corrupt,
+            StoreFault::WrongTpm | StoreFault::PcrMismatch => ErrorKind::KeyRejected,
+            StoreFault::TpmUnavailable => ErrorKind::ProviderUnavailable,
+            StoreFault::TpmFailed => ErrorKind::Io,
+            StoreFault::Misconfigured | StoreFault::Full => ErrorKind::InvalidInput,
+            StoreFault::Unsupported => ErrorKind::Unsupported,
+        }
+    }
 }
 
 impl ProviderFault {
@@ -330,6 +377,7 @@ impl Error {
             | Error::Header(_)
             | Error::NotADisk => ErrorKind::Corrupt,
             Error::KeyProvider { fault, .. } => fault.kind(),
+            Error::KeyStore { fault, .. } => fault.kind(),
             Error::Disk { fault, .. } => fault.kind(),
             Error::Io { cause, .. } => match cause.io_error().kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,

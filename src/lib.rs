@@ -39,7 +39,7 @@ pub mod luks;
 pub mod storage;
 mod xts;
 
-pub use error::{DiskFault, Error, ErrorKind, IoCause, ProviderFault, Result};
+pub use error::{DiskFault, Error, ErrorKind, IoCause, ProviderFault, Result, StoreFault};
 pub use key::{KeySize, XtsKey};
 pub use sectorcrypt_simd::Backend;
 pub use xts::{

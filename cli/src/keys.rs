@@ -24,6 +24,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: NativeCommand,
     },
+    /// The standard key provider: KMIP key servers (check the connection, revoke or destroy a key).
+    Kmip {
+        #[command(subcommand)]
+        command: super::kmip::KmipCommand,
+    },
+    /// Key persistence of a KMIP configuration: the TPM-sealed store of fetched keys.
+    Persistence {
+        #[command(subcommand)]
+        command: super::kmip::PersistenceCommand,
+    },
     /// Make a new random data key (DEK), wrap it under a KEK from the key provider and write the blob.
     New {
         /// File to write the wrapped key to (must not exist).
@@ -94,19 +104,52 @@ pub(crate) enum NativeCommand {
 /// `--key-provider`, shared by every command that needs a key.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct KeyProviderArg {
-    /// Key provider: native:PATH (a KDK file made by `keys native init`).
+    /// Key provider: native:PATH (a KDK file made by `keys native init`) or kmip:CONFIG (a KMIP
+    /// configuration file; see docs/KEYS.md).
     #[arg(long, env = KEY_PROVIDER_ENV, value_name = "SPEC")]
     key_provider: String,
 }
 
 impl KeyProviderArg {
     pub(crate) fn open(&self) -> Result<Box<dyn KeyProvider>> {
-        Ok(open_provider(&self.key_provider)?)
+        open_announced(&self.key_provider)
     }
 
     /// The spec as given, for the files it names.
     pub(crate) fn spec(&self) -> Option<&str> {
         Some(&self.key_provider)
+    }
+}
+
+/// Opens a provider whose notices (a key used from persistence while the key server is down) go to
+/// stderr as they arise, once each.
+pub(crate) fn open_announced(spec: &str) -> Result<Box<dyn KeyProvider>> {
+    Ok(Box::new(Announced(open_provider(spec)?)))
+}
+
+#[derive(Debug)]
+struct Announced(Box<dyn KeyProvider>);
+
+impl Announced {
+    fn announce<T>(&self, out: sectorcrypt::Result<T>) -> sectorcrypt::Result<T> {
+        for notice in self.0.take_notices() {
+            eprintln!("sectorcrypt: warning: {notice}");
+        }
+        out
+    }
+}
+
+impl KeyProvider for Announced {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn create_kek(&self, key_id: Option<&str>) -> sectorcrypt::Result<sectorcrypt::keys::KeyRef> {
+        self.announce(self.0.create_kek(key_id))
+    }
+
+    fn get_kek(&self, key_ref: &sectorcrypt::keys::KeyRef) -> sectorcrypt::Result<sectorcrypt::keys::Kek> {
+        self.announce(self.0.get_kek(key_ref))
     }
 }
 
@@ -196,6 +239,8 @@ impl PassphraseArg {
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Native { command } => native(command),
+        Command::Kmip { command } => super::kmip::run_kmip(command),
+        Command::Persistence { command } => super::kmip::run_persistence(command),
         Command::New { to, key: NewKeyArgs { cipher, key_id, provider } } => {
             if std::fs::symlink_metadata(&to).is_ok() {
                 bail!("{} already exists; refusing to overwrite it", to.display());

@@ -15,6 +15,7 @@ mod demo;
 mod disk;
 mod input;
 mod keys;
+mod kmip;
 mod luks;
 mod output;
 mod raw;

@@ -9,7 +9,6 @@ use super::input::{Source, fill};
 use super::output::{Inputs, Output, OutputArgs};
 use anyhow::{Context, Result, bail};
 use sectorcrypt::files::{read_bounded, read_small};
-use sectorcrypt::keys::open_provider;
 use sectorcrypt::{DataUnits, Xts, XtsKey};
 use std::io::Write;
 use std::path::PathBuf;
@@ -102,7 +101,9 @@ pub(crate) fn run(direction: Direction) -> Result<()> {
             };
             inputs.add(path).add_provider(Some(spec));
             let wrapped = super::keys::read_blob(path)?;
-            dek = open_provider(spec)?.unwrap_dek(&wrapped).with_context(|| format!("{}", path.display()))?;
+            dek = super::keys::open_announced(spec)?
+                .unwrap_dek(&wrapped)
+                .with_context(|| format!("{}", path.display()))?;
             dek.xts_key()
         }
         (None, None, None) => bail!("give --key-file, --key or --wrapped-key"),

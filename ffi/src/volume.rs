@@ -265,7 +265,7 @@ unsafe fn open_luks(
             zeroize::Zeroizing::new(unsafe { bytes(passphrase, passphrase_len, "passphrase")? }.to_vec());
         let volume = open(&passphrase, open_options(flags)?)?;
         // SAFETY: checked above.
-        unsafe { hand_out(volume, out) };
+        unsafe { hand_out(volume, Vec::new(), out) };
         Ok(())
     })
 }
@@ -528,11 +528,11 @@ fn open_options(flags: u32) -> Result<OpenOptions, Failure> {
 
 /// # Safety
 /// `out` is NULL or writable.
-unsafe fn hand_out(volume: Volume, out: *mut *mut sc_volume) {
-    let notices = volume
-        .notices()
-        .iter()
-        .map(|n| CString::new(n.to_string().replace('\0', " ")).unwrap_or_default())
+unsafe fn hand_out(volume: Volume, provider_notices: Vec<String>, out: *mut *mut sc_volume) {
+    let notices = provider_notices
+        .into_iter()
+        .chain(volume.notices().iter().map(ToString::to_string))
+        .map(|n| CString::new(n.replace('\0', " ")).unwrap_or_default())
         .collect();
     let writable = volume.is_writable();
     let backend = CString::new(volume.backend().name()).unwrap_or_default();
@@ -558,7 +558,7 @@ unsafe fn open_paths(
         let provider = open_provider(spec)?;
         let volume = Volume::open(&paths, mode, provider.as_ref(), options)?;
         // SAFETY: checked above.
-        unsafe { hand_out(volume, out) };
+        unsafe { hand_out(volume, provider.take_notices(), out) };
         Ok(())
     })
 }
@@ -582,7 +582,7 @@ unsafe fn open_stores(
         let stores = stores.into_iter().map(|s| Box::new(s) as Box<dyn Storage>).collect();
         let volume = Volume::open_on(stores, mode, provider.as_ref(), options)?;
         // SAFETY: checked above.
-        unsafe { hand_out(volume, out) };
+        unsafe { hand_out(volume, provider.take_notices(), out) };
         Ok(())
     })
 }

@@ -1,7 +1,7 @@
 //! The key hierarchy: data keys wrapped by key-encryption keys from a key provider.
 //!
 //! ```text
-//!   key provider (native: a KDK file; later a KMIP server, an attested host)
+//!   key provider (native: a KDK file; kmip: KMIP key servers, optionally persisted under the TPM)
 //!        │  create_kek() -> KeyRef          get_kek(&KeyRef) -> Kek
 //!        ▼
 //!   KEK (AES-256, never stored with a disk; the native provider derives it:
@@ -24,15 +24,19 @@
 //! DEK) lets any path that obtains a DEK check it before it touches data.
 
 mod cache;
+pub mod kmip;
 mod material;
 mod native;
+pub mod persist;
 mod provider;
 mod wrap;
 
 pub use cache::KeyCache;
+pub use kmip::{KmipConfig, KmipProvider};
 pub(crate) use material::random_bytes;
 pub use material::{Dek, Kek, KeyRef, ProviderKind};
 pub use native::{KDK_LEN, NativeProvider};
+pub use persist::KeyStore;
 pub use provider::KeyProvider;
 pub use wrap::{MAX_BLOB_LEN, VERIFIER_LEN, WrappedDek};
 
@@ -46,27 +50,48 @@ pub const KEY_PROVIDER_ENV: &str = "SECTORCRYPT_KEY_PROVIDER";
 enum Spec<'a> {
     /// `native:PATH`: a KDK file.
     Native(&'a Path),
+    /// `kmip:CONFIG`: a KMIP configuration file.
+    Kmip(&'a Path),
 }
 
 fn parse_spec(spec: &str) -> Result<Spec<'_>> {
     match spec.trim().split_once(':') {
         Some(("native", path)) if !path.is_empty() => Ok(Spec::Native(Path::new(path))),
+        Some(("kmip", path)) if !path.is_empty() => Ok(Spec::Kmip(Path::new(path))),
         _ => Err(Error::KeyProviderSpec(spec.to_owned())),
     }
 }
 
-/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file).
+/// How many KEKs the cache in front of a KMIP provider keeps.
+const KMIP_CACHE_CAPACITY: usize = 256;
+
+/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file) or `kmip:CONFIG`
+/// (KMIP key servers, behind an in-memory cache whose lifetime the configuration sets).
 pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
     match parse_spec(spec)? {
         Spec::Native(path) => Ok(Box::new(NativeProvider::open(path)?)),
+        Spec::Kmip(path) => {
+            let provider = KmipProvider::open(path)?;
+            let lifetime = provider.client().config().cache_lifetime;
+            Ok(Box::new(KeyCache::with_lifetime(provider, KMIP_CACHE_CAPACITY, lifetime)))
+        }
     }
 }
 
-/// The local files a provider spec names (the KDK of `native:PATH`), which a command must never
-/// overwrite with its output. None for a spec that names no provider.
+/// The local files a provider spec names (the KDK of `native:PATH`; the configuration, certificates,
+/// key and store of `kmip:CONFIG`), which a command must never overwrite with its output. None for a
+/// spec that names no provider.
 pub fn provider_files(spec: &str) -> Vec<PathBuf> {
     match parse_spec(spec) {
         Ok(Spec::Native(path)) => vec![path.to_owned()],
+        Ok(Spec::Kmip(path)) => {
+            let mut files = vec![path.to_owned()];
+            if let Ok(config) = KmipConfig::load(path) {
+                files.extend([config.ca, config.client_cert, config.client_key]);
+                files.extend(config.persistence.map(|p| p.store));
+            }
+            files
+        }
         Err(_) => Vec::new(),
     }
 }

@@ -16,6 +16,13 @@ pub trait KeyProvider: Send + Sync + core::fmt::Debug {
     /// The KEK a reference names. Fails with [`Error::KeyProvider`] when this provider does not hold it.
     fn get_kek(&self, key_ref: &KeyRef) -> Result<Kek>;
 
+    /// What the provider has to tell the user since the last call (a key used from persistence while
+    /// the key server is down, a key that could not be persisted). A library never prints: the caller
+    /// shows these, once each.
+    fn take_notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A fresh random DEK, wrapped under a KEK made for it.
     fn new_wrapped_dek(&self, size: KeySize, key_id: Option<&str>) -> Result<(Dek, WrappedDek)> {
         let key_ref = self.create_kek(key_id)?;

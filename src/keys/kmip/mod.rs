@@ -1,0 +1,180 @@
+//! The standard key provider: KEKs held by KMIP key servers, as vSphere's standard key provider keeps
+//! them.
+//!
+//! `create_kek` asks a server to Create an AES-256 key (usage encrypt, decrypt, wrap, unwrap; named
+//! after the key id, or `sectorcrypt-` and random hex) and Activate it; the key reference keeps the
+//! server's unique identifier, never the key. A key id given by the user is looked up first (Locate by
+//! name), so the same id names the same KEK, as with the native provider. `get_kek` asks the key's
+//! State and then Gets it: only an Active key is used, since a server hands out material in any state.
+//!
+//! With `[persistence]` configured, every KEK fetched is also kept in a TPM-sealed store
+//! ([`crate::keys::persist`]). When no server answers, a kept KEK is used and the provider leaves a
+//! notice saying so; when a server reports a key revoked or gone, the kept copy is removed. The wire
+//! format is TTLV ([`ttlv`]), the messages KMIP 1.2 ([`messages`]), over mutually authenticated TLS
+//! ([`conn`]).
+
+mod client;
+mod config;
+mod conn;
+mod messages;
+#[doc(hidden)]
+pub mod ttlv;
+
+pub use client::{KmipClient, ServerInfo};
+pub use config::{KmipConfig, PersistenceConfig};
+pub use messages::{KeyState, RevocationReason};
+
+use super::material::{Kek, KeyRef, ProviderKind, check_id, random_bytes};
+use super::persist::KeyStore;
+use super::provider::KeyProvider;
+use crate::error::{Error, ProviderFault, Result};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// KEKs from KMIP servers, optionally persisted under the TPM.
+#[derive(Debug)]
+pub struct KmipProvider {
+    client: KmipClient,
+    store: Option<KeyStore>,
+    notices: Mutex<Vec<String>>,
+}
+
+impl KmipProvider {
+    /// Opens the provider a `kmip:CONFIG` file describes: reads the configuration, the CA, the client
+    /// certificate and key. Connects to no server yet.
+    pub fn open(config: impl AsRef<Path>) -> Result<KmipProvider> {
+        let config = KmipConfig::load(config)?;
+        let store = config.persistence.as_ref().map(KeyStore::new);
+        Ok(KmipProvider { client: KmipClient::new(config)?, store, notices: Mutex::default() })
+    }
+
+    /// The KMIP client, for operations beyond the provider's (check, revoke, destroy).
+    pub fn client(&self) -> &KmipClient {
+        &self.client
+    }
+
+    /// The persistence store, if configured.
+    pub fn store(&self) -> Option<&KeyStore> {
+        self.store.as_ref()
+    }
+
+    fn notice(&self, text: String) {
+        let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+        if !notices.contains(&text) {
+            notices.push(text);
+        }
+    }
+
+    fn key_ref(&self, id: &str) -> Result<KeyRef> {
+        let config = self.client.config();
+        KeyRef::new(ProviderKind::Kmip, &config.name, id).map_err(|_| Error::KeyProvider {
+            provider: config.provider_name(),
+            fault: ProviderFault::Misconfigured,
+            reason: format!(
+                "the server's key id {id:?} cannot be kept in a key reference (1 to 64 of A-Z a-z 0-9 . _ -)"
+            ),
+        })
+    }
+
+    /// What to do when the server cannot be asked: a kept copy, or an error that says why there is none.
+    fn fall_back(&self, key_ref: &KeyRef, err: Error) -> Result<Kek> {
+        let Error::KeyProvider { provider, fault, reason } = err else { return Err(err) };
+        let Some(store) = &self.store else {
+            let reason = format!("{reason}; key persistence is off, so this host keeps no copy of the key");
+            return Err(Error::KeyProvider { provider, fault, reason });
+        };
+        match store.recall(key_ref) {
+            Ok(Some(kek)) => {
+                self.notice(format!(
+                    "{provider}: no key server answered ({reason}); using the copy of {key_ref} that key persistence keeps in {}",
+                    store.path().display()
+                ));
+                Ok(kek)
+            }
+            Ok(None) => Err(Error::KeyProvider {
+                provider,
+                fault,
+                reason: format!("{reason}; key persistence keeps no copy of {key_ref}"),
+            }),
+            Err(store_err) => Err(Error::KeyProvider {
+                provider,
+                fault,
+                reason: format!("{reason}; the persisted copy cannot be used: {store_err}"),
+            }),
+        }
+    }
+}
+
+impl KeyProvider for KmipProvider {
+    fn name(&self) -> String {
+        self.client.config().provider_name()
+    }
+
+    fn create_kek(&self, key_id: Option<&str>) -> Result<KeyRef> {
+        let id = match key_id {
+            Some(name) => {
+                check_id(name)?;
+                let found = self.client.locate(name)?;
+                match found.as_slice() {
+                    [] => self.client.create_key(name)?,
+                    [id] => id.clone(),
+                    _ => {
+                        return Err(Error::KeyProvider {
+                            provider: self.name(),
+                            fault: ProviderFault::Misconfigured,
+                            reason: format!(
+                                "{} keys on the key server are named {name:?}: name one by its id",
+                                found.len()
+                            ),
+                        });
+                    }
+                }
+            }
+            None => {
+                let mut random = [0u8; 8];
+                random_bytes(&mut random)?;
+                self.client.create_key(&format!("sectorcrypt-{}", hex::encode(random)))?
+            }
+        };
+        self.key_ref(&id)
+    }
+
+    fn get_kek(&self, key_ref: &KeyRef) -> Result<Kek> {
+        let config = self.client.config();
+        if key_ref.kind() != ProviderKind::Kmip || key_ref.provider_id() != config.name {
+            return Err(Error::KeyProvider {
+                provider: self.name(),
+                fault: ProviderFault::NotFound,
+                reason: format!(
+                    "the key is {key_ref}, but this provider holds keys kmip:{}/...",
+                    config.name
+                ),
+            });
+        }
+        match self.client.get_key(key_ref.key_id()) {
+            Ok(kek) => {
+                if let Some(store) = &self.store
+                    && let Err(err) = store.remember(key_ref, &kek)
+                {
+                    self.notice(format!("{key_ref} was not persisted: {err}"));
+                }
+                Ok(kek)
+            }
+            Err(err @ Error::KeyProvider { fault: ProviderFault::Revoked | ProviderFault::NotFound, .. }) => {
+                // The server says the key may not be used: no copy may outlive that.
+                if let Some(store) = &self.store
+                    && let Err(store_err) = store.forget(key_ref)
+                {
+                    self.notice(format!("the persisted copy of {key_ref} could not be removed: {store_err}"));
+                }
+                Err(err)
+            }
+            Err(err) if err.is_transient() => self.fall_back(key_ref, err),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}

@@ -173,7 +173,28 @@ pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
     Ok(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?)
 }
 
+/// libtss2, the TPM stack that key persistence links, logs its own warnings and errors to stderr
+/// unless `TSS2_LOG` says otherwise, so a TPM that is down would print C-library lines before the one
+/// line this program prints about it. Setting the variable from within needs `unsafe` (another thread
+/// could be reading the environment), so the program re-executes itself once with `TSS2_LOG=all+NONE`
+/// (as systemd quiets the TSS for its TPM2 support). A `TSS2_LOG` the user set is kept, for debugging.
+fn quiet_tss() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("TSS2_LOG").is_some() {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let Some(argv0) = args.next() else { return };
+    // `exec` returns only when it fails; then the TSS may log, and nothing else changes.
+    let _ = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env("TSS2_LOG", "all+NONE")
+        .exec();
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_tss();
     // The DEK and KEKs live in this process's memory: no core dump may carry them.
     if let Err(err) = sectorcrypt::hardening::disable_core_dumps() {
         eprintln!("sectorcrypt: warning: cannot turn core dumps off: {err}");

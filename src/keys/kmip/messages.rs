@@ -349,3 +349,19 @@ pub(crate) fn versions(payload: &Item) -> Vec<(i32, i32)> {
 pub(crate) fn vendor(payload: &Item) -> Option<String> {
     payload.child(tag::VENDOR_IDENTIFICATION).and_then(Item::as_text).map(str::to_owned)
 }
+
+/// Every request this client sends, with sample arguments, to check the encoding against another
+/// KMIP implementation (`tests/kmip.rs` against PyKMIP's).
+pub(crate) fn samples() -> Vec<(&'static str, Item)> {
+    vec![
+        ("create", create("sectorcrypt-sample")),
+        ("activate", by_id(Operation::Activate, "17")),
+        ("get", by_id(Operation::Get, "17")),
+        ("get-attributes", by_id(Operation::GetAttributes, "17")),
+        ("locate", locate("vm-17")),
+        ("revoke", revoke("17", RevocationReason::KeyCompromise)),
+        ("destroy", by_id(Operation::Destroy, "17")),
+        ("discover-versions", discover_versions()),
+        ("query", query()),
+    ]
+}

@@ -31,6 +31,12 @@ use crate::error::{Error, ProviderFault, Result};
 use std::path::Path;
 use std::sync::Mutex;
 
+/// The encoding of every request the client sends (with sample arguments), for interoperability tests.
+#[doc(hidden)]
+pub fn wire_samples() -> Vec<(&'static str, Vec<u8>)> {
+    messages::samples().into_iter().map(|(name, item)| (name, item.to_bytes())).collect()
+}
+
 /// KEKs from KMIP servers, optionally persisted under the TPM.
 #[derive(Debug)]
 pub struct KmipProvider {
@@ -86,7 +92,7 @@ impl KmipProvider {
         match store.recall(key_ref) {
             Ok(Some(kek)) => {
                 self.notice(format!(
-                    "{provider}: no key server answered ({reason}); using the copy of {key_ref} that key persistence keeps in {}",
+                    "{provider}: using the copy of {key_ref} that key persistence keeps in {}, since {reason}",
                     store.path().display()
                 ));
                 Ok(kek)

@@ -57,7 +57,9 @@ fn context(tcti: &str) -> Result<Context, TpmError> {
             "{tcti:?} is not a TCTI this build knows (device:PATH, swtpm:host=H,port=P, mssim:...): {err}"
         ),
     })?;
-    Context::new(conf).map_err(fail(TpmFault::Unavailable, "cannot reach the TPM"))
+    // The TSS reports a TCTI that cannot connect with a code of its own layer, which says nothing more.
+    Context::new(conf)
+        .map_err(|_| TpmError { fault: TpmFault::Unavailable, detail: format!("nothing answers at {tcti}") })
 }
 
 fn storage_primary_template() -> Result<Public, TssError> {

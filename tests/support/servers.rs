@@ -142,8 +142,13 @@ impl KmipServer {
         )
         .unwrap();
         let log = self.state.join("server.out");
-        let mut cmd = Command::new("pykmip-server");
-        cmd.arg("-f").arg(&conf).arg("-l").arg(self.state.join("server.log")).env("PYTHONWARNINGS", "ignore");
+        // The module, not the `pykmip-server` script: pip may put scripts where PATH does not look.
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "kmip.services.server.server", "-f"])
+            .arg(&conf)
+            .arg("-l")
+            .arg(self.state.join("server.log"))
+            .env("PYTHONWARNINGS", "ignore");
         self.process = Some(Captive::start(&mut cmd, &log));
         wait_for_port(self.port, "pykmip-server", &log);
     }

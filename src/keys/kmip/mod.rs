@@ -37,6 +37,24 @@ pub fn wire_samples() -> Vec<(&'static str, Vec<u8>)> {
     messages::samples().into_iter().map(|(name, item)| (name, item.to_bytes())).collect()
 }
 
+/// Fuzzing entry point: any bytes as a KMIP response, through the TTLV decoder (which must round-trip
+/// what it accepts) and every reading of an answer the client does.
+#[doc(hidden)]
+pub fn fuzz_response(input: &[u8]) {
+    ttlv::fuzz_decode(input);
+    let Ok(item) = ttlv::Item::from_bytes(input) else { return };
+    for op in [messages::Operation::Get, messages::Operation::Locate, messages::Operation::Query] {
+        if let Ok(Ok(payload)) = messages::response_payload(&item, op) {
+            let _ = messages::payload_id(&payload);
+            let _ = messages::located_ids(&payload);
+            let _ = messages::state(&payload);
+            let _ = messages::symmetric_key(&payload);
+            let _ = messages::versions(&payload);
+            let _ = messages::vendor(&payload);
+        }
+    }
+}
+
 /// KEKs from KMIP servers, optionally persisted under the TPM.
 #[derive(Debug)]
 pub struct KmipProvider {

@@ -418,3 +418,13 @@ impl KeyStore {
         }
     }
 }
+
+/// Fuzzing entry point: any bytes as a store file. What parses must encode back to the same header.
+#[doc(hidden)]
+pub fn fuzz_parse(input: &[u8]) {
+    if let Ok(parsed) = parse(input) {
+        let header = encode_header(&parsed.pcrs, &parsed.public, &parsed.private, &parsed.entries);
+        assert_eq!(header, input[..parsed.aad_len], "the header must encode back to its bytes");
+        assert_eq!(parsed.sealed.len(), parsed.entries.len() * KEK_LEN + TAG_LEN);
+    }
+}

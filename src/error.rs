@@ -217,6 +217,9 @@ pub enum ProviderFault {
     Misconfigured,
     /// The key server's TLS certificate is not trusted (unknown CA, wrong name, expired).
     UntrustedServer,
+    /// The key server answered but failed on its side (general failure, overloaded, its storage
+    /// unavailable, shutting down): transient.
+    ServerFailure,
 }
 
 /// What is wrong with a key persistence store, for [`Error::KeyStore`].
@@ -257,7 +260,9 @@ impl StoreFault {
 impl ProviderFault {
     fn kind(self) -> ErrorKind {
         match self {
-            ProviderFault::Unreachable | ProviderFault::TimedOut => ErrorKind::ProviderUnavailable,
+            ProviderFault::Unreachable | ProviderFault::TimedOut | ProviderFault::ServerFailure => {
+                ErrorKind::ProviderUnavailable
+            }
             _ => ErrorKind::ProviderRefused,
         }
     }

@@ -168,11 +168,19 @@ impl KmipClient {
         let fault = match failure.reason {
             Some(reason::ITEM_NOT_FOUND) => ProviderFault::NotFound,
             Some(reason::PERMISSION_DENIED | reason::AUTHENTICATION_NOT_SUCCESSFUL) => ProviderFault::Denied,
+            // Failures on the server's side, which may pass (PyKMIP answers so while it shuts down).
+            Some(
+                reason::GENERAL_FAILURE
+                | reason::INTERNAL_SERVER_ERROR
+                | reason::SERVER_LIMIT_EXCEEDED
+                | reason::PROTECTION_STORAGE_UNAVAILABLE,
+            ) => ProviderFault::ServerFailure,
             _ => ProviderFault::Misconfigured,
         };
         let why = match fault {
             ProviderFault::NotFound => "the server has no such key (destroyed, or never created there)".to_owned(),
             ProviderFault::Denied => "the server denies it to this client certificate (a key belongs to the client that created it)".to_owned(),
+            ProviderFault::ServerFailure => format!("the server failed (result reason {:?}); it may recover", failure.reason),
             _ => format!("the server refused it (result reason {:?})", failure.reason),
         };
         let message =

@@ -139,6 +139,10 @@ pub(crate) mod reason {
     pub(crate) const ITEM_NOT_FOUND: u32 = 1;
     pub(crate) const AUTHENTICATION_NOT_SUCCESSFUL: u32 = 3;
     pub(crate) const PERMISSION_DENIED: u32 = 12;
+    pub(crate) const INTERNAL_SERVER_ERROR: u32 = 42;
+    pub(crate) const SERVER_LIMIT_EXCEEDED: u32 = 58;
+    pub(crate) const PROTECTION_STORAGE_UNAVAILABLE: u32 = 68;
+    pub(crate) const GENERAL_FAILURE: u32 = 256;
 }
 
 /// What is wrong with an answer that decoded as TTLV but is not the answer asked for.

@@ -388,3 +388,31 @@ fn concurrent_writers_lose_no_key() {
     want.sort();
     assert_eq!(kept, want);
 }
+
+#[test]
+fn a_store_sealed_to_pcrs_stops_unsealing_when_they_change() {
+    let mut host = Host::new();
+    let extra = format!("{}pcrs = [16, 23]\n", host.tpm.persistence(&host.store()));
+    let config = host.server.config(host.dir.path(), "pcrs.toml", "alice", &extra);
+    let provider = open(&config);
+    let key = provider.create_kek(None).unwrap();
+    provider.get_kek(&key).unwrap();
+    assert!(provider.store().unwrap().check().unwrap());
+    // Another configuration of the same store must name the same PCRs.
+    let err = open(&host.config()).store().unwrap().list().unwrap_err();
+    assert_eq!(store_fault(&err), Some(StoreFault::Misconfigured), "{err}");
+
+    // PCR 16 (the debug PCR) changes, as a measured component would at the next boot.
+    let out = Command::new("tpm2_pcrextend")
+        .arg(format!("16:sha256={}", "ab".repeat(32)))
+        .env("TPM2TOOLS_TCTI", host.tpm.tcti())
+        .env("TSS2_LOG", "all+NONE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tpm2_pcrextend: {}", String::from_utf8_lossy(&out.stderr));
+    let err = provider.store().unwrap().check().unwrap_err();
+    assert_eq!(store_fault(&err), Some(StoreFault::PcrMismatch), "{err}");
+    host.server.stop();
+    let err = open(&config).get_kek(&key).unwrap_err();
+    assert!(err.to_string().contains("PCRs"), "{err}");
+}

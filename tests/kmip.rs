@@ -416,3 +416,27 @@ fn a_store_sealed_to_pcrs_stops_unsealing_when_they_change() {
     let err = open(&config).get_kek(&key).unwrap_err();
     assert!(err.to_string().contains("PCRs"), "{err}");
 }
+
+#[test]
+fn a_store_does_not_unseal_after_the_tpm_is_cleared() {
+    let mut host = Host::new();
+    let provider = open(&host.config());
+    let key = provider.create_kek(None).unwrap();
+    provider.get_kek(&key).unwrap();
+    let sealed = std::fs::read(host.store()).unwrap();
+    // TPM2_Clear with platform authorization, as a firmware "clear TPM" does: new owner seed.
+    let out = Command::new("tpm2_clear")
+        .args(["-c", "p"])
+        .env("TPM2TOOLS_TCTI", host.tpm.tcti())
+        .env("TSS2_LOG", "all+NONE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tpm2_clear: {}", String::from_utf8_lossy(&out.stderr));
+    let err = provider.store().unwrap().check().unwrap_err();
+    assert_eq!(store_fault(&err), Some(StoreFault::WrongTpm), "{err}");
+    // The server answers: it serves, and the store stays as it was until `keys persistence clear`.
+    open(&host.config()).get_kek(&key).unwrap();
+    assert_eq!(std::fs::read(host.store()).unwrap(), sealed);
+    host.server.stop();
+    assert!(open(&host.config()).get_kek(&key).unwrap_err().to_string().contains("TPM was cleared"));
+}

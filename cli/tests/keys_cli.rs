@@ -154,7 +154,9 @@ fn bad_key_inputs_are_refused_and_change_nothing() {
     refused(d, &check("dek", "native:missing"), &[], "cannot open the KDK file");
     refused(d, &check("dek", "native:kdk.short"), &[], "exactly 32 bytes, this one has 31");
     refused(d, &check("dek", "native:kdk.open"), &[], "mode 0644");
-    refused(d, &check("dek", "kmip:nowhere"), &[], "unknown key provider");
+    refused(d, &check("dek", "vault:nowhere"), &[], "unknown key provider");
+    // kmip: is a provider now; its configuration file must exist.
+    refused(d, &check("dek", "kmip:nowhere"), &[], "the configuration file nowhere");
     refused(d, &check("dek.truncated", "native:kdk"), &[], "truncated");
     refused(d, &check("dek.future", "native:kdk"), &[], "format version 2 is newer");
     refused(

@@ -546,7 +546,8 @@ int main(int argc, char **argv) {
     CHECK(sc_last_error()[0] == '\0'); /* nothing has failed yet on this thread */
     CHECK(sc_key_provider_check(provider) == SC_OK);
     REFUSED(sc_key_provider_check("native:/nonexistent/kdk"), SC_EREFUSED);
-    REFUSED(sc_key_provider_check("kmip:nowhere"), SC_EINVAL);
+    REFUSED(sc_key_provider_check("vault:nowhere"), SC_EINVAL);      /* no such provider */
+    REFUSED(sc_key_provider_check("kmip:/nonexistent.toml"), SC_EREFUSED); /* no such configuration */
     REFUSED(sc_key_provider_check(NULL), SC_EINVAL);
 
     test_vector_2();

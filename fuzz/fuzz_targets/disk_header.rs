@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use sectorcrypt::KeySize;
 use sectorcrypt::disk::Mode;
-use sectorcrypt::disk::format::{GroupPlace, HEADER_LEN, Header};
+use sectorcrypt::disk::format::{GroupPlace, HEADER_LEN, Header, Reencryption};
 use sectorcrypt::keys::{Dek, Kek, KeyRef, ProviderKind, WrappedDek};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -29,6 +29,14 @@ fn sample() -> &'static [u8] {
             data_size: 64 << 20,
             place: GroupPlace { group_uuid: [0x22; 16], member_index: 1, member_count: 3, stripe: 1 << 20 },
             wrapped_dek: WrappedDek::wrap(&dek, &kek, &key_ref),
+            // A deep rekey in progress, so the fuzzer reaches the version-2 fields too.
+            reencryption: Some(Reencryption {
+                new_dek: WrappedDek::wrap(&Dek::generate(KeySize::Aes256).unwrap(), &kek, &key_ref),
+                position: 100,
+                hot: 16,
+                area: 1,
+                area_sum: [0x33; 32],
+            }),
         };
         header.encode(1)
     })

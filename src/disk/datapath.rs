@@ -18,14 +18,15 @@
 //! zeros; a write whose ciphertext would be all zeros is refused, so no written unit is ever taken for
 //! an unwritten one (`docs/FORMAT.md`, "Unallocated data units").
 
-use super::format::Header;
+use super::format::{Header, HeaderPair};
+use super::keyed::{Keys, UnitKey};
 use super::members::{Member, disk_error, storage_error};
 use crate::error::{DiskFault, Error, Result};
 use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
 use crate::storage::{IoEngine, Storage};
-use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD, Xts};
+use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Stripes of the per-unit write lock: unit `n` is guarded by lock `n % UNIT_LOCKS`.
 const UNIT_LOCKS: u64 = 64;
@@ -117,18 +118,25 @@ pub enum IoRequest<'a> {
 
 /// An open encrypted disk or disk group.
 pub struct Volume {
-    stores: Vec<Box<dyn Storage>>,
+    pub(crate) stores: Vec<Box<dyn Storage>>,
     /// The sectorcrypt header of member 0 (none for a volume of another format: LUKS).
     header: Option<Header>,
-    xts: Xts,
-    unit: u64,
+    /// The header pairs of a sectorcrypt volume's members (none for LUKS), for a deep rekey's updates.
+    pub(crate) pairs: Mutex<Vec<HeaderPair>>,
+    /// The DEK (two during a deep rekey) and where each applies.
+    pub(crate) keys: RwLock<Keys>,
+    /// Bumped whenever a deep rekey moves past a zone it was rewriting; I/O waiting for that zone waits
+    /// on `moved` for a change.
+    pub(crate) epoch: Mutex<u64>,
+    pub(crate) moved: Condvar,
+    pub(crate) unit: u64,
     stripe: u64,
     size: u64,
-    data_offset: u64,
+    pub(crate) data_offset: u64,
     tweak_base: u64,
     tweak_step: u64,
     thin: bool,
-    options: OpenOptions,
+    pub(crate) options: OpenOptions,
     workers: Mutex<Vec<Worker>>,
     unit_locks: Vec<RwLock<()>>,
     notices: Vec<Notice>,
@@ -162,17 +170,17 @@ impl core::fmt::Debug for Volume {
             .field("members", &self.names())
             .field("size", &self.size)
             .field("data_unit", &self.unit)
-            .field("xts", &self.xts)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
 impl Volume {
-    /// A volume over checked members of a sectorcrypt disk or group, with `xts` (or no cipher, if
+    /// A volume over checked members of a sectorcrypt disk or group, with `keys` (or no cipher, if
     /// `passthrough`).
     pub(crate) fn from_members(
         members: Vec<Member>,
-        xts: Xts,
+        keys: Keys,
         options: OpenOptions,
         passthrough: bool,
     ) -> Result<Volume> {
@@ -201,16 +209,20 @@ impl Volume {
             tweak_step: 1,
             thin: true,
         };
+        let pairs = members.iter().map(|m| m.headers.clone()).collect();
         let stores = members.into_iter().map(|m| m.storage).collect();
-        Volume::from_parts(stores, Some(header), layout, xts, options, notices, passthrough)
+        let mut volume =
+            Volume::from_parts(stores, Some(header), layout, keys, options, notices, passthrough)?;
+        volume.pairs = Mutex::new(pairs);
+        Ok(volume)
     }
 
-    /// A volume of `layout` over `stores`, with `xts` (or no cipher, if `passthrough`).
+    /// A volume of `layout` over `stores`, with `keys` (or no cipher, if `passthrough`).
     pub(crate) fn from_parts(
         stores: Vec<Box<dyn Storage>>,
         header: Option<Header>,
         layout: Layout,
-        xts: Xts,
+        keys: Keys,
         options: OpenOptions,
         notices: Vec<Notice>,
         passthrough: bool,
@@ -228,7 +240,10 @@ impl Volume {
         let mut volume = Volume {
             stores,
             header,
-            xts,
+            pairs: Mutex::default(),
+            keys: RwLock::new(keys),
+            epoch: Mutex::new(0),
+            moved: Condvar::new(),
             unit,
             stripe,
             size,
@@ -296,12 +311,48 @@ impl Volume {
 
     /// XTS-AES-128 or XTS-AES-256.
     pub fn key_size(&self) -> crate::KeySize {
-        self.xts.key_size()
+        self.read_keys().old.key_size()
     }
 
     /// The cipher backend in use.
     pub fn backend(&self) -> crate::Backend {
-        self.xts.backend()
+        self.read_keys().old.backend()
+    }
+
+    pub(crate) fn read_keys(&self) -> RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The keys, once no span (logical offset, length) touches a zone a deep rekey is rewriting; held
+    /// for the whole request, so the rekey cannot start rewriting under it.
+    fn keys_for(&self, spans: &[(u64, u64)]) -> RwLockReadGuard<'_, Keys> {
+        loop {
+            let epoch = *self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            let keys = self.read_keys();
+            if !spans.iter().any(|&(offset, len)| self.touches_busy(&keys, offset, len)) {
+                return keys;
+            }
+            drop(keys);
+            let mut now = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            while *now == epoch {
+                now = self.moved.wait(now).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    fn touches_busy(&self, keys: &Keys, offset: u64, len: u64) -> bool {
+        let end = offset + len;
+        let mut at = offset / self.unit * self.unit;
+        while at < end {
+            let (member, physical, in_stripe) = self.locate(at);
+            let take = (end - at).min(in_stripe);
+            let first = (physical - self.data_offset) / self.unit;
+            if keys.busy(member, first, take.div_ceil(self.unit)) {
+                return true;
+            }
+            at += take;
+        }
+        false
     }
 
     /// Bytes of backing store the members use, where every store can tell (sparse files).
@@ -354,6 +405,8 @@ impl Volume {
         }
         self.write_at(offset, &vec![0u8; (first_whole - offset) as usize])?;
         self.write_at(last_whole, &vec![0u8; (end - last_whole) as usize])?;
+        // A zone a deep rekey is rewriting would be written over with the discarded units' old data.
+        let _keys = self.keys_for(&[(first_whole, last_whole - first_whole)]);
         // Like an aligned write, which it is to the stores: only read-modify-writes must wait.
         let _guards = self.lock_units(self.lock_mask(first_whole, last_whole - first_whole), 0);
         // Stripe by stripe, as large as each goes: a store deallocates a range in one call.
@@ -394,6 +447,9 @@ impl Volume {
                 }
             }
         }
+        let spans: Vec<(u64, u64)> = requests.iter().map(IoRequest::span).collect();
+        let keys = self.keys_for(&spans);
+        let keys = &*keys;
         let _guards = self.lock_units(whole, partial);
 
         // Requests that do not cover whole units go through an aligned temporary buffer.
@@ -422,7 +478,7 @@ impl Volume {
                 }
             }
         }
-        self.run_aligned(&mut rmw)?;
+        self.run_aligned(keys, &mut rmw)?;
         drop(rmw);
         for (request, temp) in requests.iter().zip(temps.iter_mut()) {
             if let (IoRequest::Write { offset, data }, Some((start, buf))) = (request, temp) {
@@ -439,7 +495,7 @@ impl Volume {
                 (IoRequest::Write { .. }, Some((start, buf))) => (*start, Dir::Write(buf)),
             });
         }
-        self.run_aligned(&mut dirs)?;
+        self.run_aligned(keys, &mut dirs)?;
         drop(dirs);
         for (request, temp) in requests.iter_mut().zip(temps) {
             if let (IoRequest::Read { offset, buf }, Some((start, temp))) = (request, temp) {
@@ -518,10 +574,10 @@ impl Volume {
     }
 
     /// Whole-unit requests: cut into pieces, staged, encrypted or decrypted, moved `depth` at a time.
-    fn run_aligned(&self, requests: &mut [(u64, Dir<'_>)]) -> Result<()> {
+    fn run_aligned(&self, keys: &Keys, requests: &mut [(u64, Dir<'_>)]) -> Result<()> {
         let mut pieces = Vec::new();
         for (index, (offset, dir)) in requests.iter().enumerate() {
-            self.cut(index, *offset, dir.len(), dir.is_write(), &mut pieces);
+            self.cut(keys, index, *offset, dir.len(), dir.is_write(), &mut pieces);
         }
         if pieces.is_empty() {
             return Ok(());
@@ -532,7 +588,7 @@ impl Volume {
         for round in pieces.chunks(depth.max(1)) {
             let mut staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
-            self.encrypt_writes(&mut staged, requests, units)?;
+            self.encrypt_writes(keys, &mut staged, requests, units)?;
             drop(staged);
             let ops: Vec<Op<'_>> = round
                 .iter()
@@ -551,7 +607,7 @@ impl Volume {
             }
             let staged: Vec<(&mut [u8], &Piece)> =
                 worker.slots_mut().zip(round).map(|(slot, piece)| (&mut slot[..piece.len], piece)).collect();
-            self.decrypt_reads(&staged, requests, units)?;
+            self.decrypt_reads(keys, &staged, requests, units)?;
         }
         self.put_worker(worker);
         Ok(())
@@ -562,6 +618,7 @@ impl Volume {
     /// parallel when the round is large enough to pay for waking the pool.
     fn encrypt_writes(
         &self,
+        keys: &Keys,
         staged: &mut [(&mut [u8], &Piece)],
         requests: &[(u64, Dir<'_>)],
         units: DataUnits,
@@ -574,7 +631,16 @@ impl Volume {
                 return Ok(());
             }
             let units = self.units_at(units, piece.first_unit);
-            self.xts.encrypt_units_to(source, slot, units)?;
+            if piece.key == UnitKey::Hot {
+                // A writable open re-encrypts a crash's hot zone before anything else runs.
+                let name = self.stores[piece.member].name();
+                return Err(disk_error(
+                    name,
+                    DiskFault::Busy,
+                    "a deep rekey left these data units unsettled",
+                ));
+            }
+            keys.cipher(piece.key).encrypt_units_to(source, slot, units)?;
             // Refused before anything is written: an all-zero ciphertext would read back as an
             // unwritten unit.
             if !self.thin {
@@ -597,6 +663,7 @@ impl Volume {
     /// leaving all-zero (unwritten) units as zeros; in parallel when the round is large.
     fn decrypt_reads(
         &self,
+        keys: &Keys,
         staged: &[(&mut [u8], &Piece)],
         requests: &mut [(u64, Dir<'_>)],
         units: DataUnits,
@@ -635,7 +702,7 @@ impl Volume {
                 out.copy_from_slice(slot);
                 return Ok(());
             }
-            self.decrypt_piece(slot, out, self.units_at(units, piece.first_unit))
+            self.decrypt_piece(keys, piece, slot, out, self.units_at(units, piece.first_unit))
         };
         let bytes: usize = destinations.iter().flatten().map(|out| out.len()).sum();
         if bytes >= PARALLEL_THRESHOLD {
@@ -646,9 +713,21 @@ impl Volume {
     }
 
     /// Decrypts whole units of `slot` into `out`, with zeros for all-zero (unwritten) units.
-    fn decrypt_piece(&self, slot: &[u8], out: &mut [u8], units: DataUnits) -> Result<()> {
+    fn decrypt_piece(
+        &self,
+        keys: &Keys,
+        piece: &Piece,
+        slot: &[u8],
+        out: &mut [u8],
+        units: DataUnits,
+    ) -> Result<()> {
+        if piece.key == UnitKey::Hot {
+            let first = (piece.physical - self.data_offset) / self.unit;
+            return keys.decrypt_hot(piece.member, first, slot, out, units);
+        }
+        let xts = keys.cipher(piece.key);
         if !self.thin {
-            return self.xts.decrypt_units_to(slot, out, units);
+            return xts.decrypt_units_to(slot, out, units);
         }
         let unit = self.unit as usize;
         let mut start = 0;
@@ -658,7 +737,7 @@ impl Volume {
             if written > 0 {
                 let first = units.first() + (start / unit) as u64 * self.tweak_step;
                 let range = start..start + written;
-                self.xts.decrypt_units_to(&slot[range.clone()], &mut out[range], units.starting_at(first))?;
+                xts.decrypt_units_to(&slot[range.clone()], &mut out[range], units.starting_at(first))?;
             }
             start += written;
             let unwritten = slot[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
@@ -669,12 +748,23 @@ impl Volume {
     }
 
     /// Cuts `len` logical bytes at `offset` (unit aligned) into pieces within one stripe and one slot.
-    fn cut(&self, request: usize, offset: u64, len: usize, write: bool, pieces: &mut Vec<Piece>) {
+    /// Pieces also end where the key changes (a deep rekey's position or hot zone), so each has one.
+    fn cut(
+        &self,
+        keys: &Keys,
+        request: usize,
+        offset: u64,
+        len: usize,
+        write: bool,
+        pieces: &mut Vec<Piece>,
+    ) {
         let mut done = 0usize;
         while done < len {
             let at = offset + done as u64;
             let (member, physical, in_stripe) = self.locate(at);
-            let take = (len - done).min(in_stripe.min(SLOT_LEN as u64) as usize);
+            let (key, same) = keys.key_of(member, (physical - self.data_offset) / self.unit);
+            let same_bytes = same.saturating_mul(self.unit);
+            let take = (len - done).min(in_stripe.min(SLOT_LEN as u64).min(same_bytes) as usize);
             pieces.push(Piece {
                 request,
                 member,
@@ -683,6 +773,7 @@ impl Volume {
                 len: take,
                 buf_offset: done,
                 write,
+                key,
             });
             done += take;
         }
@@ -756,4 +847,5 @@ struct Piece {
     len: usize,
     buf_offset: usize,
     write: bool,
+    key: UnitKey,
 }

@@ -18,14 +18,34 @@ pub const HEADER_LEN: usize = 4096;
 pub const HEADER_OFFSETS: [u64; 2] = [0, 64 * 1024];
 /// Where the data area starts.
 pub const DATA_OFFSET: u64 = 1 << 20;
-/// The current format version.
+/// The format version of a disk at rest: what every build since the first reads.
 pub const FORMAT_VERSION: u16 = 1;
+/// The format version of a disk in the middle of a deep rekey: version 1 and the re-encryption record
+/// (`docs/FORMAT.md`). Builds that do not know it refuse the disk, naming the version.
+pub const REENCRYPTING_VERSION: u16 = 2;
+/// Where the two resilience areas of a deep rekey start, and their length.
+pub const AREA_OFFSETS: [u64; 2] = [128 << 10, 576 << 10];
+/// Bytes of one resilience area.
+pub const AREA_LEN: u64 = 448 << 10;
+/// The torn-write granularity a deep rekey tolerates, and the piece each fingerprint describes.
+pub const PIECE: u64 = 512;
+/// Bytes of one piece's fingerprint (the first bytes of its new ciphertext).
+pub const FINGERPRINT: u64 = 8;
+/// The most bytes of data one resilience area can describe: 28 MiB.
+pub const MAX_HOT_BYTES: u64 = AREA_LEN / FINGERPRINT * PIECE;
 /// Default stripe of a disk group.
 pub const DEFAULT_STRIPE: u64 = 1 << 20;
 
 const MAGIC: &[u8; 8] = b"SCTRDISK";
 const CHECKSUM_AT: usize = HEADER_LEN - 32;
 const BLOB_AT: usize = 106;
+const NEW_BLOB_LEN_AT: usize = 1024;
+const NEW_BLOB_AT: usize = 1026;
+const POSITION_AT: usize = 1536;
+const HOT_AT: usize = 1544;
+const AREA_AT: usize = 1552;
+const AREA_SUM_AT: usize = 1560;
+const RECORD_END: usize = AREA_SUM_AT + 32;
 const TWEAK_LOGICAL_UNIT: u8 = 1;
 
 /// VM encryption (one DEK per disk) or datastore encryption (one DEK per disk group).
@@ -85,6 +105,23 @@ pub struct Header {
     pub place: GroupPlace,
     /// The DEK, wrapped, with its KEK reference and verifier.
     pub wrapped_dek: WrappedDek,
+    /// A deep rekey in progress (format version 2), if any.
+    pub reencryption: Option<Reencryption>,
+}
+
+/// The record of a deep rekey in progress on one disk or member (`docs/FORMAT.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reencryption {
+    /// The new DEK, wrapped.
+    pub new_dek: WrappedDek,
+    /// Data units of this member below it are under the new DEK.
+    pub position: u64,
+    /// Units from `position` that may be under either DEK (the resilience area says which pieces).
+    pub hot: u64,
+    /// The resilience area that describes the hot units: 0 or 1.
+    pub area: u8,
+    /// SHA-256 of that area's bytes in use.
+    pub area_sum: [u8; 32],
 }
 
 fn malformed(reason: impl Into<String>) -> Error {
@@ -96,7 +133,8 @@ impl Header {
     pub fn encode(&self, slot: usize) -> Vec<u8> {
         let mut out = vec![0u8; HEADER_LEN];
         out[..8].copy_from_slice(MAGIC);
-        out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let version = if self.reencryption.is_some() { REENCRYPTING_VERSION } else { FORMAT_VERSION };
+        out[8..10].copy_from_slice(&version.to_le_bytes());
         out[10] = slot as u8;
         out[11] = match self.mode {
             Mode::Vm => 1,
@@ -120,6 +158,15 @@ impl Header {
         let blob = self.wrapped_dek.to_bytes();
         out[104..106].copy_from_slice(&(blob.len() as u16).to_le_bytes());
         out[BLOB_AT..BLOB_AT + blob.len()].copy_from_slice(&blob);
+        if let Some(record) = &self.reencryption {
+            let blob = record.new_dek.to_bytes();
+            out[NEW_BLOB_LEN_AT..NEW_BLOB_AT].copy_from_slice(&(blob.len() as u16).to_le_bytes());
+            out[NEW_BLOB_AT..NEW_BLOB_AT + blob.len()].copy_from_slice(&blob);
+            out[POSITION_AT..POSITION_AT + 8].copy_from_slice(&record.position.to_le_bytes());
+            out[HOT_AT..HOT_AT + 8].copy_from_slice(&record.hot.to_le_bytes());
+            out[AREA_AT] = record.area;
+            out[AREA_SUM_AT..RECORD_END].copy_from_slice(&record.area_sum);
+        }
         let checksum = sha2::Sha256::digest(&out[..CHECKSUM_AT]);
         out[CHECKSUM_AT..].copy_from_slice(&checksum);
         out
@@ -136,9 +183,13 @@ impl Header {
             return Err(Error::NotADisk);
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version > FORMAT_VERSION {
+        if version > REENCRYPTING_VERSION {
             let found = version.min(255) as u8;
-            return Err(Error::FormatVersion { what: "disk header", found, supported: FORMAT_VERSION as u8 });
+            return Err(Error::FormatVersion {
+                what: "disk header",
+                found,
+                supported: REENCRYPTING_VERSION as u8,
+            });
         }
         if sha2::Sha256::digest(&bytes[..CHECKSUM_AT])[..] != bytes[CHECKSUM_AT..] {
             return Err(malformed("checksum mismatch"));
@@ -169,9 +220,31 @@ impl Header {
             return Err(malformed("wrapped key longer than the format allows"));
         }
         let wrapped_dek = WrappedDek::from_bytes(&bytes[BLOB_AT..BLOB_AT + blob_len])?;
+        let (reencryption, reserved) = if version == REENCRYPTING_VERSION {
+            let new_len = u16::from_le_bytes([bytes[NEW_BLOB_LEN_AT], bytes[NEW_BLOB_LEN_AT + 1]]) as usize;
+            if new_len > MAX_BLOB_LEN {
+                return Err(malformed("new wrapped key longer than the format allows"));
+            }
+            let record = Reencryption {
+                new_dek: WrappedDek::from_bytes(&bytes[NEW_BLOB_AT..NEW_BLOB_AT + new_len])?,
+                position: u64::from_le_bytes(array(&bytes[POSITION_AT..])),
+                hot: u64::from_le_bytes(array(&bytes[HOT_AT..])),
+                area: bytes[AREA_AT],
+                area_sum: array(&bytes[AREA_SUM_AT..]),
+            };
+            let reserved = vec![
+                &bytes[BLOB_AT + blob_len..NEW_BLOB_LEN_AT],
+                &bytes[NEW_BLOB_AT + new_len..POSITION_AT],
+                &bytes[AREA_AT + 1..AREA_SUM_AT],
+                &bytes[RECORD_END..CHECKSUM_AT],
+            ];
+            (Some(record), reserved)
+        } else {
+            (None, vec![&bytes[BLOB_AT + blob_len..CHECKSUM_AT]])
+        };
         // Reserved bytes must be zero, so a later version can give them a meaning.
-        let reserved = [&bytes[14..16], &bytes[52..56], &bytes[BLOB_AT + blob_len..CHECKSUM_AT]];
-        if reserved.iter().any(|field| field.iter().any(|&b| b != 0)) {
+        let reserved = [&bytes[14..16], &bytes[52..56]].into_iter().chain(reserved);
+        if reserved.into_iter().any(|field| field.iter().any(|&b| b != 0)) {
             return Err(malformed("reserved bytes are not zero"));
         }
         let header = Header {
@@ -190,6 +263,7 @@ impl Header {
                 stripe: u64_at(96),
             },
             wrapped_dek,
+            reencryption,
         };
         header.check_geometry()?;
         Ok(header)
@@ -213,6 +287,22 @@ impl Header {
         }
         if self.data_offset.checked_add(self.data_size).is_none() {
             return Err(malformed("the data area passes 2^64 bytes"));
+        }
+        if let Some(record) = &self.reencryption {
+            let units = self.data_size / unit;
+            if record.new_dek.dek_size() != self.cipher {
+                return Err(malformed("the new wrapped key's kind does not match the cipher"));
+            }
+            if record.new_dek.verifier() == self.wrapped_dek.verifier() {
+                return Err(malformed("the deep rekey's new key is the old one"));
+            }
+            if record.area > 1
+                || record.position.checked_add(record.hot).is_none_or(|end| end > units)
+                || record.hot * unit > MAX_HOT_BYTES
+                || self.data_offset < AREA_OFFSETS[1] + AREA_LEN
+            {
+                return Err(malformed("inconsistent deep rekey record (position, hot zone, area)"));
+            }
         }
         let place = &self.place;
         match self.mode {

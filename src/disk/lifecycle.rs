@@ -17,7 +17,7 @@ use crate::files::{AtomicFile, Overwrite};
 use crate::key::KeySize;
 use crate::keys::{Dek, KeyProvider, KeyRef, WrappedDek};
 use crate::storage::{FileStorage, Storage};
-use crate::xts::{DataUnits, Xts};
+use crate::xts::DataUnits;
 use std::path::PathBuf;
 
 /// How to lay out a new disk or group.
@@ -91,6 +91,7 @@ fn new_headers(
                     stripe,
                 },
                 wrapped_dek: wrapped.clone(),
+                reencryption: None,
             };
             header.check_geometry()?;
             Ok(header)
@@ -215,10 +216,13 @@ impl Volume {
         provider: &dyn KeyProvider,
         options: OpenOptions,
     ) -> Result<Volume> {
-        let header = members[0].header();
-        let dek = provider.unwrap_dek(&header.wrapped_dek)?;
-        let xts = Xts::new(dek.xts_key(), options.backend)?;
-        Volume::from_members(members, xts, options, false)
+        let keys = super::rekey::open_keys(&members, provider, options.backend)?;
+        let volume = Volume::from_members(members, keys, options, false)?;
+        if volume.is_writable() {
+            // Units a crashed deep rekey left between the keys are re-encrypted before any write.
+            volume.settle()?;
+        }
+        Ok(volume)
     }
 
     /// The benchmark baseline: the volume on the same data path (staging, io_uring, O_DIRECT, pieces,
@@ -229,8 +233,9 @@ impl Volume {
     pub fn open_unencrypted_baseline(paths: &[PathBuf], mode: Mode, options: OpenOptions) -> Result<Volume> {
         let members = open_paths(paths, mode, &options)?;
         let throwaway = Dek::generate(members[0].header().cipher)?;
-        let xts = Xts::new(throwaway.xts_key(), options.backend)?;
-        Volume::from_members(members, xts, options, true)
+        let xts = crate::xts::Xts::new(throwaway.xts_key(), options.backend)?;
+        let count = members.len();
+        Volume::from_members(members, super::keyed::Keys::at_rest(xts, count), options, true)
     }
 }
 
@@ -254,14 +259,33 @@ pub fn rekey_shallow(
     let mut members =
         open_paths(paths, mode, &OpenOptions { writable: true, direct: false, ..OpenOptions::default() })?;
     let current = members[0].header().clone();
-    let rewrapped = provider.rewrap_dek(&current.wrapped_dek, new_key_id)?;
-    let new_ref = rewrapped.key_ref().clone();
+    // One new KEK wraps the DEK, and the new DEK of a deep rekey in progress too.
+    let old_kek = provider.get_kek(current.wrapped_dek.key_ref())?;
+    let new_ref = provider.create_kek(new_key_id)?;
+    if new_ref == *current.wrapped_dek.key_ref() {
+        return Err(Error::SameKek(new_ref.to_string()));
+    }
+    let new_kek = provider.get_kek(&new_ref)?;
+    let rewrapped = current.wrapped_dek.rewrap(&old_kek, &new_kek, &new_ref)?;
+    let record = match &current.reencryption {
+        Some(record) => {
+            let kek = provider.get_kek(record.new_dek.key_ref())?;
+            Some(super::format::Reencryption {
+                new_dek: record.new_dek.rewrap(&kek, &new_kek, &new_ref)?,
+                ..record.clone()
+            })
+        }
+        None => None,
+    };
     for (index, member) in members.iter_mut().enumerate() {
-        let header = Header {
+        let mut header = Header {
             generation: current.generation + 1,
             wrapped_dek: rewrapped.clone(),
             ..member.header().clone()
         };
+        if let (Some(mine), Some(record)) = (header.reencryption.as_mut(), &record) {
+            mine.new_dek = record.new_dek.clone();
+        }
         match member.write_pair(&header) {
             // The members before this one have the new key: the group is part-way, `repair` ends it.
             Err(cause) if index > 0 && !matches!(cause, Error::Unfinished { .. }) => {

@@ -41,28 +41,14 @@ impl Member {
         Ok(Member { storage, headers })
     }
 
-    /// Writes `header` as both copies, the one that is not current first, and reads them back. Once the
-    /// first copy is written and flushed the new header is current: a failure after that point says so
-    /// ([`Error::Unfinished`]) instead of suggesting nothing changed.
+    /// Writes `header` as both copies: see [`update_pair`].
     pub(crate) fn write_pair(&mut self, header: &Header) -> Result<()> {
-        let first = 1 - self.headers.current;
-        let mut next = header.clone();
-        next.sequence = self.header().sequence + 1;
-        self.write_copy(&next, first)?;
-        next.sequence += 1;
-        let second = self.write_copy(&next, 1 - first).and_then(|()| self.reread());
-        second.map_err(|cause| Error::Unfinished {
-            path: self.name().to_owned(),
-            what: "the header update",
-            cause: Box::new(cause),
-        })
+        update_pair(self.storage.as_ref(), &mut self.headers, header)
     }
 
     /// Writes one header copy and flushes it.
     pub(crate) fn write_copy(&self, header: &Header, slot: usize) -> Result<()> {
-        let fail = |err| storage_error(self.storage.as_ref(), err);
-        self.storage.write_at(&header.encode(slot), HEADER_OFFSETS[slot]).map_err(fail)?;
-        self.storage.flush().map_err(fail)
+        write_copy(self.storage.as_ref(), header, slot)
     }
 
     /// Reads the header pair again (after a repair wrote single copies).
@@ -70,6 +56,33 @@ impl Member {
         self.headers = read_pair(self.storage.as_ref())?;
         Ok(())
     }
+}
+
+/// Writes `header` as both copies of `storage`'s header pair, the one that is not current first, and
+/// reads them back into `pair`. Once the first copy is written and flushed the new header is current: a
+/// failure after that point says so ([`Error::Unfinished`]) instead of suggesting nothing changed.
+pub(crate) fn update_pair(storage: &dyn Storage, pair: &mut HeaderPair, header: &Header) -> Result<()> {
+    let first = 1 - pair.current;
+    let mut next = header.clone();
+    next.sequence = pair.header().sequence + 1;
+    write_copy(storage, &next, first)?;
+    next.sequence += 1;
+    let second = write_copy(storage, &next, 1 - first).and_then(|()| {
+        *pair = read_pair(storage)?;
+        Ok(())
+    });
+    second.map_err(|cause| Error::Unfinished {
+        path: storage.name().to_owned(),
+        what: "the header update",
+        cause: Box::new(cause),
+    })
+}
+
+/// Writes one header copy and flushes it.
+fn write_copy(storage: &dyn Storage, header: &Header, slot: usize) -> Result<()> {
+    let fail = |err| storage_error(storage, err);
+    storage.write_at(&header.encode(slot), HEADER_OFFSETS[slot]).map_err(fail)?;
+    storage.flush().map_err(fail)
 }
 
 /// Locks `storage`, reads its header pair and checks that it holds the whole data area.

@@ -13,16 +13,20 @@
 
 mod datapath;
 pub mod format;
+mod keyed;
 mod lifecycle;
 mod members;
+mod rekey;
 
 pub use crate::storage::{IO_ENGINE_ENV, IoEngine};
 pub(crate) use datapath::Layout;
 pub use datapath::{DEFAULT_QUEUE_DEPTH, IoRequest, Notice, OpenOptions, Volume};
 pub use format::{CopyState, Header, HeaderPair, Mode, uuid_string};
+pub(crate) use keyed::Keys;
 pub use lifecycle::{CreateOptions, hazmat_unwrap_dek, rekey_shallow, repair};
 pub use members::read_headers;
 pub(crate) use members::{disk_error, lock, storage_error};
+pub use rekey::{DeepRekey, RekeyProgress};
 
 use crate::error::Result;
 use crate::keys::KeyProvider;

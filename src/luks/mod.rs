@@ -301,7 +301,15 @@ impl Volume {
                 problem: problem.clone(),
             })
             .collect();
-        Volume::from_parts(vec![store], None, layout, xts, options, notices, false)
+        Volume::from_parts(
+            vec![store],
+            None,
+            layout,
+            crate::disk::Keys::at_rest(xts, 1),
+            options,
+            notices,
+            false,
+        )
     }
 
     /// Opens the LUKS volume in a file or block device (see [`Volume::open_luks`]).

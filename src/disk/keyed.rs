@@ -1,0 +1,161 @@
+//! Which DEK each data unit is under while a deep rekey moves through a volume.
+//!
+//! At rest a volume has one DEK. During a deep rekey (`docs/FORMAT.md`, "Deep rekey in progress") each
+//! member has a position: its data units below it are under the new DEK, those from it on under the
+//! old one, except for a *hot zone* right at the position. A live hot zone is being rewritten by the
+//! rekey now, and I/O that touches it waits until the position has moved past it. A hot zone left by a
+//! crash (seen by a read-only open; a writable open re-encrypts it first) may hold units torn between
+//! the keys: each 512-byte piece is under the new DEK exactly when its first 8 bytes equal its
+//! fingerprint, and since XTS encrypts 16-byte blocks independently (the units are whole numbers of
+//! blocks), decrypting the unit under both keys and taking each piece from the right one recovers it.
+
+use super::format::{FINGERPRINT, PIECE};
+use crate::error::Result;
+use crate::xts::{DataUnits, Xts};
+
+/// The fingerprint of one 512-byte piece: the first bytes of its ciphertext under the new DEK.
+pub(crate) type Fingerprint = [u8; FINGERPRINT as usize];
+
+/// The DEKs of a volume and where each applies.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    /// The DEK at rest, or the old one during a deep rekey.
+    pub(crate) old: Xts,
+    /// The new DEK during a deep rekey.
+    pub(crate) new: Option<Xts>,
+    /// Per member (in member-index order).
+    pub(crate) members: Vec<MemberKeys>,
+}
+
+/// Where one member stands in a deep rekey.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MemberKeys {
+    /// Data units of the member below it are under the new DEK.
+    pub(crate) position: u64,
+    /// Units from `position` that may be under either DEK.
+    pub(crate) hot: Option<Hot>,
+}
+
+/// A hot zone: `len` units from the member's position.
+#[derive(Clone, Debug)]
+pub(crate) struct Hot {
+    pub(crate) len: u64,
+    /// `None` while the rekey rewrites the zone (I/O waits); after a crash, one per 512-byte piece.
+    pub(crate) fingerprints: Option<Vec<Fingerprint>>,
+}
+
+/// The key a run of data units is under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnitKey {
+    Old,
+    New,
+    /// A crash's hot zone: piece by piece.
+    Hot,
+}
+
+impl Keys {
+    /// One DEK for every unit of `members` members.
+    pub(crate) fn at_rest(xts: Xts, members: usize) -> Keys {
+        Keys { old: xts, new: None, members: vec![MemberKeys::default(); members] }
+    }
+
+    /// The key member-local unit `unit` of `member` is under, and how many units from it on are under
+    /// the same (`u64::MAX` when it does not change).
+    pub(crate) fn key_of(&self, member: usize, unit: u64) -> (UnitKey, u64) {
+        let Some(state) = self.members.get(member).filter(|_| self.new.is_some()) else {
+            return (UnitKey::Old, u64::MAX);
+        };
+        let hot_end = state.position + state.hot.as_ref().map_or(0, |h| h.len);
+        if unit < state.position {
+            (UnitKey::New, state.position - unit)
+        } else if unit < hot_end {
+            (UnitKey::Hot, hot_end - unit)
+        } else {
+            (UnitKey::Old, u64::MAX)
+        }
+    }
+
+    /// Whether member-local units `first .. first + count` of `member` touch a zone being rewritten.
+    pub(crate) fn busy(&self, member: usize, first: u64, count: u64) -> bool {
+        self.members.get(member).is_some_and(|state| {
+            state.hot.as_ref().is_some_and(|hot| {
+                hot.fingerprints.is_none()
+                    && first < state.position + hot.len
+                    && state.position < first + count
+            })
+        })
+    }
+
+    /// The cipher of a run of units that is not hot.
+    pub(crate) fn cipher(&self, key: UnitKey) -> &Xts {
+        match (key, &self.new) {
+            (UnitKey::New, Some(new)) => new,
+            _ => &self.old,
+        }
+    }
+
+    /// Decrypts whole units of a crash's hot zone of `member` from `slot` into `out`; `units` numbers
+    /// the first of them for the tweak, and `first` is its member-local index.
+    pub(crate) fn decrypt_hot(
+        &self,
+        member: usize,
+        first: u64,
+        slot: &[u8],
+        out: &mut [u8],
+        units: DataUnits,
+    ) -> Result<()> {
+        let state = &self.members[member];
+        let (Some(new), Some(hot)) = (&self.new, &state.hot) else {
+            return self.old.decrypt_units_to(slot, out, units);
+        };
+        let fingerprints = hot.fingerprints.as_deref().unwrap_or(&[]);
+        let pieces_per_unit = units.size() / PIECE as usize;
+        let skip = ((first - state.position) as usize) * pieces_per_unit;
+        merge_decrypt(&self.old, new, fingerprints.get(skip..).unwrap_or(&[]), slot, out, units)
+    }
+}
+
+/// Decrypts units whose 512-byte pieces may each be under `old` or `new`: a piece is new when its first
+/// bytes equal its fingerprint (`fingerprints[i]` for the `i`-th piece of `cipher`). All-zero units
+/// (never written) decrypt to zeros.
+pub(crate) fn merge_decrypt(
+    old: &Xts,
+    new: &Xts,
+    fingerprints: &[Fingerprint],
+    cipher: &[u8],
+    out: &mut [u8],
+    units: DataUnits,
+) -> Result<()> {
+    let unit_len = units.size();
+    let mut other = vec![0u8; unit_len];
+    for (index, (unit_cipher, unit_out)) in
+        cipher.chunks_exact(unit_len).zip(out.chunks_exact_mut(unit_len)).enumerate()
+    {
+        if unit_cipher.iter().all(|&b| b == 0) {
+            unit_out.fill(0);
+            continue;
+        }
+        let these = units.starting_at(units.first() + index as u64 * units.step());
+        old.decrypt_units_to(unit_cipher, unit_out, these)?;
+        new.decrypt_units_to(unit_cipher, &mut other, these)?;
+        let pieces = unit_len / PIECE as usize;
+        for piece in 0..pieces {
+            let range = piece * PIECE as usize..(piece + 1) * PIECE as usize;
+            let is_new = fingerprints
+                .get(index * pieces + piece)
+                .is_some_and(|print| unit_cipher[range.start..range.start + print.len()] == print[..]);
+            if is_new {
+                unit_out[range.clone()].copy_from_slice(&other[range]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fingerprints of `cipher` (new ciphertext), one per 512-byte piece.
+pub(crate) fn fingerprints(cipher: &[u8]) -> Vec<Fingerprint> {
+    cipher
+        .chunks_exact(PIECE as usize)
+        .map(|piece| piece[..FINGERPRINT as usize].try_into().expect("a piece has 512 bytes"))
+        .collect()
+}

@@ -1,0 +1,383 @@
+//! Deep rekey: a new DEK for a disk, every data unit re-encrypted from the old DEK to the new one, while
+//! the volume keeps serving reads and writes, resumable after a crash at any point.
+//!
+//! The disk's header says how far the rekey has come (`docs/FORMAT.md`, "Deep rekey in progress"):
+//! units below its position are under the new DEK, the rest under the old one. The rekey moves the
+//! position chunk by chunk (at most 28 MiB, so one resilience area describes a chunk):
+//!
+//! 1. the chunk becomes a live hot zone: I/O that touches it waits ([`Keys::busy`]), once the requests
+//!    already running on it have finished;
+//! 2. its ciphertext is read, decrypted under the old DEK and encrypted under the new one in memory
+//!    (unwritten, all-zero units stay so);
+//! 3. the first 8 bytes of each 512-byte piece of the new ciphertext go to a resilience area (flushed),
+//!    and the header names the chunk as hot, with that area's checksum (both copies, flushed);
+//! 4. the new ciphertext is written and flushed;
+//! 5. the header moves the position past the chunk (hot: none), and only then does I/O resume there, so
+//!    no unit the durable header calls hot is ever written by anyone else.
+//!
+//! After a crash, the next writable open (or the resumed rekey) settles the hot zone: each piece whose
+//! first bytes match its fingerprint is new, any other old, so every unit, torn or not, is recovered
+//! ([`merge_decrypt`]) and written again under the new DEK; XTS being deterministic, that is the very
+//! ciphertext the fingerprints describe. A read-only open decrypts the hot zone piece by piece instead.
+//! At the end the header becomes version 1 again with the new DEK alone and the generation + 1.
+
+use super::datapath::Volume;
+use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, Mode, PIECE, Reencryption};
+use super::keyed::{Fingerprint, Hot, Keys, fingerprints, merge_decrypt};
+use super::members::{Member, disk_error, storage_error, update_pair};
+use crate::error::{DiskFault, Error, Result};
+use crate::keys::{KeyProvider, KeyRef};
+use crate::storage::Storage;
+use crate::xts::{BackendChoice, DataUnits, Xts};
+use sha2::Digest;
+
+/// How far a deep rekey has come, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RekeyProgress {
+    /// Data bytes under the new DEK.
+    pub done: u64,
+    /// Data bytes in all.
+    pub total: u64,
+}
+
+/// What a finished deep rekey did.
+#[derive(Clone, Debug)]
+pub struct DeepRekey {
+    /// The KEK that wraps the new DEK.
+    pub key_ref: KeyRef,
+    /// True when it picked up an interrupted rekey instead of starting one.
+    pub resumed: bool,
+}
+
+/// The keys of members being opened: the DEK, and during a deep rekey the new DEK, each member's
+/// position, and the fingerprints of a hot zone a crash left.
+pub(crate) fn open_keys(
+    members: &[Member],
+    provider: &dyn KeyProvider,
+    backend: BackendChoice,
+) -> Result<Keys> {
+    let header = members[0].header();
+    let old = Xts::new(provider.unwrap_dek(&header.wrapped_dek)?.xts_key(), backend)?;
+    let mut keys = Keys::at_rest(old, members.len());
+    let Some(record) = members.iter().find_map(|m| m.header().reencryption.as_ref()) else {
+        return Ok(keys);
+    };
+    let new = provider.unwrap_dek(&record.new_dek)?;
+    keys.new = Some(Xts::new(new.xts_key(), backend)?);
+    for (member, state) in members.iter().zip(&mut keys.members) {
+        // A member the rekey has not reached yet has no record: all of it is under the old DEK.
+        let Some(record) = &member.header().reencryption else { continue };
+        state.position = record.position;
+        if record.hot > 0 {
+            let prints = read_area(member.storage.as_ref(), member.header(), record)?;
+            state.hot = Some(Hot { len: record.hot, fingerprints: Some(prints) });
+        }
+    }
+    Ok(keys)
+}
+
+/// The fingerprints of a hot zone, checked against the header's checksum of them.
+fn read_area(storage: &dyn Storage, header: &Header, record: &Reencryption) -> Result<Vec<Fingerprint>> {
+    let len = (record.hot * header.data_unit as u64 / PIECE * FINGERPRINT) as usize;
+    let mut bytes = vec![0u8; len];
+    storage
+        .read_at(&mut bytes, AREA_OFFSETS[record.area as usize])
+        .map_err(|err| storage_error(storage, err))?;
+    if sha2::Sha256::digest(&bytes)[..] != record.area_sum {
+        return Err(disk_error(
+            storage.name(),
+            DiskFault::Corrupt,
+            "the deep rekey's resilience area does not match its checksum: the data units being rewritten when it stopped cannot be told apart",
+        ));
+    }
+    Ok(bytes.chunks_exact(FINGERPRINT as usize).map(|c| c.try_into().expect("8 bytes")).collect())
+}
+
+/// Encrypts `plain` (units of `units`) under `xts` in place, leaving all-zero units as they are, and
+/// refuses a unit whose ciphertext would come out all zeros (it would read as unwritten).
+fn reencrypt(old: Option<&Xts>, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<()> {
+    let unit = units.size();
+    for (index, chunk) in buf.chunks_exact_mut(unit).enumerate() {
+        if chunk.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let these = units.starting_at(units.first() + index as u64 * units.step());
+        if let Some(old) = old {
+            old.decrypt_units(chunk, these)?;
+        }
+        new.encrypt_units(chunk, these)?;
+        if chunk.iter().all(|&b| b == 0) {
+            return Err(Error::UnwritableUnit(these.first()));
+        }
+    }
+    Ok(())
+}
+
+impl Volume {
+    /// The logical number of member-local data unit `local` of `member`, and how many units from it
+    /// are logically consecutive (to the end of its stripe).
+    fn logical_unit(&self, member: usize, local: u64) -> (u64, u64) {
+        let per_stripe = self.stripe_units();
+        let count = self.stores.len() as u64;
+        let (stripe, within) = (local / per_stripe, local % per_stripe);
+        ((stripe * count + member as u64) * per_stripe + within, per_stripe - within)
+    }
+
+    fn stripe_units(&self) -> u64 {
+        self.header().map_or(u64::MAX, |h| h.place.stripe / h.data_unit as u64)
+    }
+
+    fn dek_units(&self, logical: u64) -> Result<DataUnits> {
+        Ok(DataUnits::new(self.unit as usize)?.starting_at(logical))
+    }
+
+    fn write_header(&self, member: usize, change: impl FnOnce(&mut Header)) -> Result<()> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        let pair = &mut pairs[member];
+        let mut header = pair.header().clone();
+        change(&mut header);
+        update_pair(self.stores[member].as_ref(), pair, &header)
+    }
+
+    fn store_error(&self, member: usize) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |err| storage_error(self.stores[member].as_ref(), err)
+    }
+
+    /// Moves `member`'s position to `position` with no hot zone, durably, then lets I/O there resume.
+    fn advance(&self, member: usize, position: u64) -> Result<()> {
+        self.write_header(member, |h| {
+            if let Some(record) = h.reencryption.as_mut() {
+                record.position = position;
+                record.hot = 0;
+            }
+        })?;
+        {
+            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            keys.members[member].position = position;
+            keys.members[member].hot = None;
+        }
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        *self.epoch.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.moved.notify_all();
+    }
+
+    /// Re-encrypts the hot zones a crash left (a writable open does this before anything else).
+    pub(crate) fn settle(&self) -> Result<()> {
+        let zones: Vec<(usize, u64, u64, Vec<Fingerprint>)> = self
+            .read_keys()
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(m, s)| {
+                let hot = s.hot.as_ref()?;
+                Some((m, s.position, hot.len, hot.fingerprints.clone()?))
+            })
+            .collect();
+        for (member, position, len, prints) in zones {
+            let mut buf = vec![0u8; (len * self.unit) as usize];
+            let at = self.data_offset + position * self.unit;
+            self.stores[member].read_at(&mut buf, at).map_err(self.store_error(member))?;
+            let mut plain = vec![0u8; buf.len()];
+            let mut local = 0;
+            while local < len {
+                let (logical, run) = self.logical_unit(member, position + local);
+                let run = run.min(len - local);
+                let range = (local * self.unit) as usize..((local + run) * self.unit) as usize;
+                let skip = (local * self.unit / PIECE) as usize;
+                let keys = self.read_keys();
+                let new = keys.new.as_ref().expect("a hot zone means a deep rekey");
+                let units = self.dek_units(logical)?;
+                merge_decrypt(
+                    &keys.old,
+                    new,
+                    &prints[skip..],
+                    &buf[range.clone()],
+                    &mut plain[range.clone()],
+                    units,
+                )?;
+                reencrypt(None, new, &mut plain[range], units)?;
+                local += run;
+            }
+            self.stores[member].write_at(&plain, at).map_err(self.store_error(member))?;
+            self.stores[member].flush().map_err(self.store_error(member))?;
+            self.advance(member, position + len)?;
+        }
+        Ok(())
+    }
+
+    /// Deep rekey: draws a new DEK (wrapped under the KEK `new_key_id` names, or a fresh one) and
+    /// re-encrypts every data unit to it, while other threads keep reading and writing this volume;
+    /// then retires the old DEK. On a disk whose deep rekey was interrupted, resumes it (and keeps the
+    /// new DEK it had). `progress` is called after each chunk. Stops at the first error, leaving the
+    /// disk readable and the rekey resumable.
+    pub fn deep_rekey(
+        &self,
+        provider: &dyn KeyProvider,
+        new_key_id: Option<&str>,
+        progress: &mut dyn FnMut(RekeyProgress),
+    ) -> Result<DeepRekey> {
+        self.deep_rekey_in_chunks(provider, new_key_id, MAX_HOT_BYTES, progress)
+    }
+
+    /// [`Volume::deep_rekey`] with chunks of at most `chunk_bytes` (rounded down to whole units, at most
+    /// 28 MiB), so tests can crash a small disk at every step of many chunks.
+    #[doc(hidden)]
+    pub fn deep_rekey_in_chunks(
+        &self,
+        provider: &dyn KeyProvider,
+        new_key_id: Option<&str>,
+        chunk_bytes: u64,
+        progress: &mut dyn FnMut(RekeyProgress),
+    ) -> Result<DeepRekey> {
+        let name = self.stores[0].name().to_owned();
+        let Some(header) = self.header().cloned() else {
+            return Err(disk_error(&name, DiskFault::Unsupported, "a deep rekey needs a sectorcrypt disk"));
+        };
+        if !self.options.writable {
+            return Err(disk_error(&name, DiskFault::ReadOnly, "is open read-only"));
+        }
+        if header.mode != Mode::Vm {
+            return Err(disk_error(
+                &name,
+                DiskFault::Unsupported,
+                "a deep rekey of a disk group is not implemented yet (a shallow rekey is)",
+            ));
+        }
+        if header.data_offset < AREA_OFFSETS[1] + AREA_LEN {
+            return Err(disk_error(
+                &name,
+                DiskFault::Unsupported,
+                "its data area starts before 1 MiB, where a deep rekey keeps its resilience areas",
+            ));
+        }
+        self.settle()?;
+        let resumed = self.read_keys().new.is_some();
+        let key_ref = if resumed {
+            self.current_header(0)
+                .reencryption
+                .map(|r| r.new_dek.key_ref().clone())
+                .expect("a rekey in progress")
+        } else {
+            let (dek, wrapped) = provider.new_wrapped_dek(header.cipher, new_key_id)?;
+            let backend = BackendChoice::Named(self.backend());
+            let new = Xts::new(dek.xts_key(), backend)?;
+            let record =
+                Reencryption { new_dek: wrapped.clone(), position: 0, hot: 0, area: 1, area_sum: [0; 32] };
+            self.write_header(0, |h| h.reencryption = Some(record))?;
+            self.keys.write().unwrap_or_else(|p| p.into_inner()).new = Some(new);
+            wrapped.key_ref().clone()
+        };
+        let total = self.size();
+        let units = header.data_size / self.unit;
+        let max_chunk = (chunk_bytes.min(MAX_HOT_BYTES) / self.unit).max(1);
+        for member in 0..self.stores.len() {
+            loop {
+                let position = self.read_keys().members[member].position;
+                if position >= units {
+                    break;
+                }
+                let (logical, run) = self.logical_unit(member, position);
+                let len = max_chunk.min(units - position).min(run);
+                self.rekey_chunk(member, position, len, logical)?;
+                let done = (member as u64 * units + position + len) * self.unit;
+                progress(RekeyProgress { done, total });
+            }
+        }
+        self.finish()?;
+        Ok(DeepRekey { key_ref, resumed })
+    }
+
+    fn current_header(&self, member: usize) -> Header {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner())[member].header().clone()
+    }
+
+    /// Steps 1-5 of the module's description for `len` units of `member` from `position`.
+    fn rekey_chunk(&self, member: usize, position: u64, len: u64, logical: u64) -> Result<()> {
+        // 1: a live hot zone; taking the write lock waits for the requests running now.
+        self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot =
+            Some(Hot { len, fingerprints: None });
+        let outcome = self.rewrite_chunk(member, position, len, logical);
+        if outcome.is_err() {
+            // Reads of the zone go on: piece by piece when the header names it as hot, as before when
+            // it never did. Writes to it are refused until a writable open settles it.
+            let hot = self.unsettled(member, len);
+            self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot = hot;
+            self.wake();
+        }
+        outcome
+    }
+
+    /// The hot zone the durable header names for `member`, as a crash would leave it.
+    fn unsettled(&self, member: usize, len: u64) -> Option<Hot> {
+        let header = self.current_header(member);
+        let record = header.reencryption.as_ref().filter(|r| r.hot > 0)?;
+        // An area that cannot be read leaves every piece taken as old: reads of the zone may then be
+        // wrong until a writable open, which checks the area again and refuses if it is still bad.
+        let prints = read_area(self.stores[member].as_ref(), &header, record).unwrap_or_default();
+        Some(Hot { len, fingerprints: Some(prints) })
+    }
+
+    fn rewrite_chunk(&self, member: usize, position: u64, len: u64, logical: u64) -> Result<()> {
+        let store = self.stores[member].as_ref();
+        let fail = self.store_error(member);
+        let at = self.data_offset + position * self.unit;
+        // 2: read and re-encrypt.
+        let mut buf = vec![0u8; (len * self.unit) as usize];
+        store.read_at(&mut buf, at).map_err(&fail)?;
+        {
+            let keys = self.read_keys();
+            let new = keys.new.as_ref().expect("a deep rekey has its new DEK");
+            let units = self.dek_units(logical)?;
+            let unit = self.unit as usize;
+            use rayon::prelude::*;
+            // Chunks of 1 MiB across the cores: the cipher runs beside the I/O of other threads.
+            let per_task = ((1 << 20) / unit).max(1) * unit;
+            buf.par_chunks_mut(per_task).enumerate().try_for_each(|(i, part)| {
+                let first = units.first() + (i * per_task / unit) as u64;
+                reencrypt(Some(&keys.old), new, part, units.starting_at(first))
+            })?;
+        }
+        // 3: fingerprints to the area the header does not name, then the header names them.
+        let header = self.current_header(member);
+        let area = header.reencryption.as_ref().map_or(0, |r| 1 - r.area);
+        let prints: Vec<u8> = fingerprints(&buf).concat();
+        store.write_at(&prints, AREA_OFFSETS[area as usize]).map_err(&fail)?;
+        store.flush().map_err(&fail)?;
+        let area_sum: [u8; 32] = sha2::Sha256::digest(&prints).into();
+        self.write_header(member, |h| {
+            if let Some(record) = h.reencryption.as_mut() {
+                record.position = position;
+                record.hot = len;
+                record.area = area;
+                record.area_sum = area_sum;
+            }
+        })?;
+        // 4: the new ciphertext.
+        store.write_at(&buf, at).map_err(&fail)?;
+        store.flush().map_err(&fail)?;
+        // 5: past the chunk, durably, before anyone else writes there.
+        self.advance(member, position + len)
+    }
+
+    /// Retires the old DEK: every member's header becomes version 1 with the new DEK and the next
+    /// generation.
+    fn finish(&self) -> Result<()> {
+        for member in 0..self.stores.len() {
+            self.write_header(member, |h| {
+                if let Some(record) = h.reencryption.take() {
+                    h.wrapped_dek = record.new_dek;
+                    h.generation += 1;
+                }
+            })?;
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let new = keys.new.take().expect("a deep rekey has its new DEK");
+        let members = keys.members.len();
+        *keys = Keys::at_rest(new, members);
+        Ok(())
+    }
+}

@@ -175,7 +175,13 @@ fn crashes_at_random_points_of_a_larger_rekey_lose_nothing() {
         // A crash point past the rekey's last operation lets it finish: the recovery check holds too.
         let _ = fixture.rekey(&volume, chunk);
         drop(volume);
-        check_recovery(&fixture, store.survivor(), &model, chunk, &format!("round {round}, crash at op {op}"));
+        check_recovery(
+            &fixture,
+            store.survivor(),
+            &model,
+            chunk,
+            &format!("round {round}, crash at op {op}"),
+        );
     }
 }
 

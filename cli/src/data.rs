@@ -153,7 +153,7 @@ pub(crate) fn discard_cmd<D: clap::Args>(target: &dyn Target, args: &DiscardArgs
     Ok(())
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());

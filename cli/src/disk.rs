@@ -265,13 +265,20 @@ impl Target for DiskTarget<'_> {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct RekeyArgs {
-    /// The kind of rekey. shallow: the DEK wrapped under a new KEK, no data rewritten (the only kind
-    /// so far; a deep rekey, a new DEK with the data re-encrypted, is planned).
+    /// The kind of rekey. shallow: the DEK wrapped under a new KEK, no data rewritten. deep: a new DEK
+    /// and every data unit re-encrypted to it, online and resumable (run the same command again after
+    /// an interruption).
     #[arg(long, value_enum, default_value = "shallow")]
     kind: RekeyKind,
-    /// Same as --kind shallow (kept for scripts written before --kind).
-    #[arg(long, hide = true)]
+    /// Same as --kind shallow.
+    #[arg(long, conflicts_with = "deep")]
     shallow: bool,
+    /// Same as --kind deep.
+    #[arg(long)]
+    deep: bool,
+    /// Deep rekey: bytes per step (tests use small steps to stop it in many places).
+    #[arg(long, hide = true, value_parser = super::size::parse_size, default_value = "28M")]
+    chunk: u64,
     /// Id of the new KEK (default: a fresh random id).
     #[arg(long, value_name = "ID")]
     new_key_id: Option<String>,
@@ -283,6 +290,8 @@ pub(crate) struct RekeyArgs {
 enum RekeyKind {
     /// A new KEK for the same DEK.
     Shallow,
+    /// A new DEK; every data unit re-encrypted.
+    Deep,
 }
 
 #[derive(clap::Args, Debug)]
@@ -420,7 +429,11 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
         let mut entry = serde_json::json!({
             "path": path.display().to_string(),
             "mode": h.mode.name(),
-            "format_version": sectorcrypt::disk::format::FORMAT_VERSION,
+            "format_version": if h.reencryption.is_some() {
+                sectorcrypt::disk::format::REENCRYPTING_VERSION
+            } else {
+                sectorcrypt::disk::format::FORMAT_VERSION
+            },
             "uuid": uuid_string(&h.uuid),
             "cipher": format!("xts-{}", h.cipher.name()),
             "data_unit": h.data_unit,
@@ -433,6 +446,16 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
             "generation": h.generation,
             "header_copies": copies,
         });
+        if let Some(record) = &h.reencryption {
+            let unit = h.data_unit as u64;
+            entry["reencryption"] = serde_json::json!({
+                "position": record.position * unit,
+                "total": h.data_size,
+                "hot": record.hot * unit,
+                "new_key_ref": record.new_dek.key_ref().to_string(),
+                "new_dek_verifier": hex::encode(record.new_dek.verifier()),
+            });
+        }
         if h.mode == Mode::Datastore {
             entry["group"] = serde_json::json!({
                 "uuid": uuid_string(&h.place.group_uuid),
@@ -495,6 +518,16 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
         }
         outln!("  key_ref      {}", e["key_ref"].as_str().unwrap_or_default());
         outln!("  generation   {}", e["generation"]);
+        if let Some(r) = e.get("reencryption") {
+            let (position, total) = (r["position"].as_u64().unwrap_or(0), r["total"].as_u64().unwrap_or(1));
+            outln!(
+                "  deep rekey   in progress: {} of {} re-encrypted ({}%), new key {}; run `rekey --deep` to resume",
+                human(position),
+                human(total),
+                position * 100 / total.max(1),
+                r["new_key_ref"].as_str().unwrap_or_default()
+            );
+        }
         if let Some(group) = e.get("group") {
             outln!(
                 "  group        {} member {} of {}, stripe {}",
@@ -514,12 +547,44 @@ fn info(paths: &[PathBuf], mode: Mode, json: bool) -> Result<()> {
 }
 
 fn rekey_cmd(paths: &[PathBuf], mode: Mode, args: RekeyArgs) -> Result<()> {
-    let RekeyKind::Shallow = args.kind;
-    let _ = args.shallow;
+    let deep = args.deep || (matches!(args.kind, RekeyKind::Deep) && !args.shallow);
+    if deep {
+        return deep_rekey(paths, mode, args);
+    }
     let provider = args.provider.open()?;
     let (old, new) =
         sectorcrypt::disk::rekey_shallow(paths, mode, provider.as_ref(), args.new_key_id.as_deref())?;
     outln!("rekeyed: the DEK is now wrapped under {new} (was {old}); no data was rewritten");
+    Ok(())
+}
+
+/// A deep rekey, or the rest of an interrupted one, with a progress bar on a terminal.
+fn deep_rekey(paths: &[PathBuf], mode: Mode, args: RekeyArgs) -> Result<()> {
+    let provider = args.provider.open()?;
+    let options = OpenOptions { writable: true, ..OpenOptions::default() };
+    let volume = Volume::open(paths, mode, provider.as_ref(), options)?;
+    for notice in volume.notices() {
+        eprintln!("sectorcrypt: warning: {notice}");
+    }
+    let bar = super::data::progress(volume.size(), "re-encrypting");
+    let outcome =
+        volume.deep_rekey_in_chunks(provider.as_ref(), args.new_key_id.as_deref(), args.chunk, &mut |step| {
+            bar.set_length(step.total);
+            bar.set_position(step.done);
+        });
+    bar.finish_and_clear();
+    let done = outcome?;
+    if done.resumed && args.new_key_id.is_some() {
+        eprintln!(
+            "sectorcrypt: warning: resumed a deep rekey begun earlier; its new DEK stays wrapped under {}",
+            done.key_ref
+        );
+    }
+    outln!(
+        "deep rekey {}: every data unit is under a new DEK, wrapped under {}",
+        if done.resumed { "resumed and finished" } else { "finished" },
+        done.key_ref
+    );
     Ok(())
 }
 

@@ -113,6 +113,23 @@ fn reencrypt(old: Option<&Xts>, new: &Xts, buf: &mut [u8], units: DataUnits) -> 
     Ok(())
 }
 
+/// Writes the written (not all-zero) units of `buf` at `at`, run by run: unwritten units stay holes,
+/// as thin provisioning wants them.
+fn write_written(store: &dyn Storage, at: u64, buf: &[u8], unit: usize) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < buf.len() {
+        let zeros = buf[start..].chunks_exact(unit).take_while(|u| u.iter().all(|&b| b == 0)).count() * unit;
+        start += zeros;
+        let written =
+            buf[start..].chunks_exact(unit).take_while(|u| u.iter().any(|&b| b != 0)).count() * unit;
+        if written > 0 {
+            store.write_at(&buf[start..start + written], at + start as u64)?;
+        }
+        start += written;
+    }
+    Ok(())
+}
+
 impl Volume {
     /// The logical number of member-local data unit `local` of `member`, and how many units from it
     /// are logically consecutive (to the end of its stripe).
@@ -202,7 +219,8 @@ impl Volume {
                 reencrypt(None, new, &mut plain[range], units)?;
                 local += run;
             }
-            self.stores[member].write_at(&plain, at).map_err(self.store_error(member))?;
+            write_written(self.stores[member].as_ref(), at, &plain, self.unit as usize)
+                .map_err(self.store_error(member))?;
             self.stores[member].flush().map_err(self.store_error(member))?;
             self.advance(member, position + len)?;
         }
@@ -356,8 +374,8 @@ impl Volume {
                 record.area_sum = area_sum;
             }
         })?;
-        // 4: the new ciphertext.
-        store.write_at(&buf, at).map_err(&fail)?;
+        // 4: the new ciphertext (unwritten units stay holes).
+        write_written(store, at, &buf, self.unit as usize).map_err(&fail)?;
         store.flush().map_err(&fail)?;
         // 5: past the chunk, durably, before anyone else writes there.
         self.advance(member, position + len)
@@ -373,6 +391,11 @@ impl Volume {
                     h.generation += 1;
                 }
             })?;
+        }
+        for store in &self.stores {
+            // The fingerprints are of no use any more: give their space back. Only tidiness is at
+            // stake, so a store that cannot is left as it is.
+            let _ = store.discard(AREA_OFFSETS[0], AREA_OFFSETS[1] + AREA_LEN - AREA_OFFSETS[0]);
         }
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         let new = keys.new.take().expect("a deep rekey has its new DEK");

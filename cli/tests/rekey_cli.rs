@@ -158,3 +158,41 @@ fn a_deep_rekey_of_a_group_is_refused_in_one_line_and_changes_nothing() {
     let after: Vec<Vec<u8>> = ["m0", "m1"].iter().map(|m| std::fs::read(env.path(m)).unwrap()).collect();
     assert!(before == after);
 }
+
+#[test]
+fn repair_mid_rekey_keeps_the_rekey_and_a_rerun_finishes_it() {
+    let env = Env::new();
+    let image = create_with_data(&env, 48 << 20);
+    // Stop a rekey part-way (kill -9 until one is caught in the middle).
+    let mut delay = 3_000u64;
+    while env.info("vm.disk").get("reencryption").is_none() {
+        let mut child = env
+            .command(&["disk", "rekey", "vm.disk", "--deep", "--chunk", "1M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        delay = (delay * 3 / 2).min(200_000);
+    }
+    // Damage the header copy that is not current: repair rewrites it from the current one, and the
+    // disk stays mid-rekey (format 2).
+    let copies = env.info("vm.disk")["header_copies"].clone();
+    let sequence = |slot: usize| copies[slot]["sequence"].as_u64().unwrap_or(0);
+    let other = if sequence(0) > sequence(1) { 1 } else { 0 };
+    let disk = env.path("vm.disk");
+    let mut bytes = std::fs::read(&disk).unwrap();
+    bytes[other * 65536 + 100] ^= 0xff;
+    std::fs::write(&disk, &bytes).unwrap();
+    assert!(env.info("vm.disk")["header_copies"][other]["problem"].as_str().unwrap().contains("damaged"));
+    env.ok(&["disk", "repair", "vm.disk"]);
+    let info = env.info("vm.disk");
+    assert!(info["header_copies"][other]["problem"].is_null(), "{info}");
+    assert_eq!(info["format_version"], 2);
+    assert!(info.get("reencryption").is_some());
+    let out = env.ok(&["disk", "rekey", "vm.disk", "--deep"]);
+    assert!(out.contains("resumed"), "{out}");
+    assert!(export(&env, "vm.disk") == image);
+}

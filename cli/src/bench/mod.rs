@@ -8,6 +8,7 @@ mod cell;
 mod chart;
 mod cipher;
 mod openssl_rows;
+mod rekey;
 mod timing;
 mod workload;
 
@@ -30,6 +31,8 @@ pub(crate) enum What {
     Workload(Box<WorkloadArgs>),
     /// Redraw the chart of a saved `bench workload --json` run.
     Chart(ChartArgs),
+    /// Deep rekey speed against a plain copy of the same bytes, and its cost to foreground I/O.
+    Rekey(rekey::RekeyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +59,7 @@ pub(crate) fn run(what: What) -> Result<()> {
         What::Cipher(args) => cipher::run(&args.config()?),
         What::Workload(args) => workload::run(&args.workload()?),
         What::Chart(args) => redraw(args),
+        What::Rekey(args) => rekey::run(&args),
     }
 }
 

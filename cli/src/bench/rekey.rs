@@ -1,0 +1,154 @@
+//! `bench rekey`: how fast a deep rekey runs against what the storage can do, and what it costs the
+//! I/O that goes on meanwhile.
+//!
+//! In a temporary directory (on the storage to measure) it makes a disk, fills it, and then, with the
+//! file's pages dropped from the page cache before each run:
+//! 1. a plain copy of the same bytes with the same I/O engine: the data area read and written back in
+//!    place, 28 MiB at a time, each chunk flushed (the storage's sequential read + write rate);
+//! 2. a deep rekey of the disk;
+//! 3. 4 KiB random reads and writes through the volume from one thread, for a while without a rekey and
+//!    then while a second deep rekey runs: the foreground rate in both.
+
+use anyhow::{Context, Result};
+use sectorcrypt::disk::{CreateOptions, Mode, OpenOptions, Volume, format::DATA_OFFSET};
+use sectorcrypt::keys::NativeProvider;
+use sectorcrypt::storage::{FileStorage, Storage};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The chunk of the plain copy: a deep rekey's largest step.
+const CHUNK: usize = 28 << 20;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RekeyArgs {
+    /// Directory on the storage to measure (a temporary disk is made in it and removed).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Size of the disk.
+    #[arg(long, value_parser = crate::size::parse_size, default_value = "1G")]
+    size: u64,
+    /// Seconds of foreground I/O without a rekey (the same again, at most, while one runs).
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    foreground_seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Drops the file's clean pages from the page cache, so the next run reads from the storage.
+fn drop_cache(path: &std::path::Path) -> Result<()> {
+    let file = std::fs::File::open(path)?;
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}
+
+fn gbps(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / took.as_secs_f64() / 1e9
+}
+
+/// Random 4 KiB reads and writes (one in four a write) until `stop`, or `limit` passes; returns IOPS.
+fn foreground(volume: &Volume, stop: &AtomicBool, limit: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut buf = vec![0u8; 4096];
+    let mut ops = 0u64;
+    let units = volume.size() / 4096;
+    while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let at = (seed % units) * 4096;
+        if seed & 3 == 0 {
+            buf[..8].copy_from_slice(&seed.to_le_bytes());
+            volume.write_at(at, &buf)?;
+        } else {
+            volume.read_at(at, &mut buf)?;
+        }
+        ops += 1;
+    }
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
+
+pub(crate) fn run(args: &RekeyArgs) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix(".sectorcrypt-bench-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("cannot make a temporary directory in {}", args.dir.display()))?;
+    let provider = NativeProvider::init(dir.path().join("kdk"))?;
+    let path = dir.path().join("bench.disk");
+    let size = args.size / CHUNK as u64 * CHUNK as u64;
+    anyhow::ensure!(size > 0, "--size must be at least 28 MiB");
+    let paths = [path.clone()];
+    Volume::create(&paths, Mode::Vm, size, &CreateOptions::default(), &provider)?;
+    let writable = OpenOptions { writable: true, ..OpenOptions::default() };
+    {
+        let volume = Volume::open(&paths, Mode::Vm, &provider, writable.clone())?;
+        let fill: Vec<u8> = (0..CHUNK).map(|i| (i as u8).wrapping_mul(37) ^ (i >> 12) as u8).collect();
+        for at in (0..size).step_by(CHUNK) {
+            volume.write_at(at, &fill)?;
+        }
+        volume.flush()?;
+    }
+
+    drop_cache(&path)?;
+    let store = FileStorage::open(&path, true)?;
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    for at in (0..size).step_by(CHUNK) {
+        store.read_at(&mut buf, DATA_OFFSET + at)?;
+        store.write_at(&buf, DATA_OFFSET + at)?;
+        store.flush()?;
+    }
+    let copy = gbps(2 * size, start.elapsed());
+    drop(store);
+
+    drop_cache(&path)?;
+    let volume = Volume::open(&paths, Mode::Vm, &provider, writable.clone())?;
+    let start = Instant::now();
+    volume.deep_rekey(&provider, None, &mut |_| {})?;
+    let rekey = gbps(2 * size, start.elapsed());
+
+    let limit = Duration::from_secs_f64(args.foreground_seconds);
+    let idle = foreground(&volume, &AtomicBool::new(false), limit)?;
+    drop_cache(&path)?;
+    let stop = AtomicBool::new(false);
+    let (busy, rekey_again) = std::thread::scope(|scope| -> Result<(f64, f64)> {
+        let io = scope.spawn(|| foreground(&volume, &stop, Duration::from_secs(3600)));
+        let start = Instant::now();
+        let outcome = volume.deep_rekey(&provider, None, &mut |_| {});
+        let took = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let busy = io.join().expect("the foreground thread does not panic")?;
+        outcome?;
+        Ok((busy, gbps(2 * size, took)))
+    })?;
+
+    let row = serde_json::json!({
+        "size": size,
+        "dir": args.dir.display().to_string(),
+        "copy_gbps": copy,
+        "rekey_gbps": rekey,
+        "rekey_pct_of_copy": 100.0 * rekey / copy,
+        "rekey_with_foreground_gbps": rekey_again,
+        "foreground_iops_idle": idle,
+        "foreground_iops_during_rekey": busy,
+        "foreground_slowdown_pct": 100.0 * (1.0 - busy / idle),
+    });
+    if args.json {
+        outln!("{row}");
+    } else {
+        outln!("deep rekey of {} in {}", crate::size::human(size), args.dir.display());
+        outln!("  plain copy (read + write, 28 MiB steps, flushed)   {copy:.3} GB/s of reads + writes");
+        outln!(
+            "  deep rekey                                           {rekey:.3} GB/s ({:.0}% of the copy)",
+            100.0 * rekey / copy
+        );
+        outln!("  deep rekey beside foreground I/O                     {rekey_again:.3} GB/s");
+        outln!(
+            "  foreground 4 KiB random I/O (1/4 writes)             {idle:.0} IOPS alone, {busy:.0} during the rekey ({:.0}% slower)",
+            100.0 * (1.0 - busy / idle)
+        );
+    }
+    Ok(())
+}

@@ -146,17 +146,42 @@ fn kill_9_at_random_moments_then_rerun_resumes_and_loses_nothing() {
 }
 
 #[test]
-fn a_deep_rekey_of_a_group_is_refused_in_one_line_and_changes_nothing() {
+fn a_group_deep_rekey_survives_kills_and_leaves_every_member_in_step() {
     let env = Env::new();
-    env.ok(&["group", "create", "--size-per-member", "1M", "--member", "m0", "--member", "m1"]);
-    let before: Vec<Vec<u8>> = ["m0", "m1"].iter().map(|m| std::fs::read(env.path(m)).unwrap()).collect();
-    let out = env.run(&["group", "rekey", "--deep", "--member", "m0", "--member", "m1"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
-    let after: Vec<Vec<u8>> = ["m0", "m1"].iter().map(|m| std::fs::read(env.path(m)).unwrap()).collect();
-    assert!(before == after);
+    let members = ["--member", "m0", "--member", "m1", "--member", "m2"];
+    let with =
+        |head: &[&str]| -> Vec<String> { head.iter().chain(&members).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with(&["group", "create", "--size-per-member", "8M", "--key-id", "ds"]));
+    let image = pattern(20 << 20, 3);
+    std::fs::write(env.path("image.raw"), &image).unwrap();
+    run(with(&["group", "import", "--from", "image.raw"]));
+    let mut seed = 77u64;
+    for _ in 0..10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let args = with(&["group", "rekey", "--deep", "--chunk", "1M"]);
+        let mut child = env
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(2_000 + (seed >> 40) % 60_000));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    run(with(&["group", "rekey", "--deep"]));
+    let info: serde_json::Value = serde_json::from_str(&run(with(&["group", "info", "--json"]))).unwrap();
+    let list = info["members"].as_array().unwrap();
+    for member in list {
+        assert!(member.get("reencryption").is_none(), "{member}");
+        assert_eq!(member["key_ref"], list[0]["key_ref"]);
+        assert_eq!(member["generation"], list[0]["generation"]);
+    }
+    assert!(list[0]["generation"].as_u64().unwrap() >= 2);
+    let out = env.path("group.raw");
+    run(with(&["group", "export", "--to", out.to_str().unwrap()]));
+    assert!(std::fs::read(out).unwrap()[..image.len()] == image[..]);
 }
 
 #[test]

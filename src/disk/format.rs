@@ -393,6 +393,12 @@ impl HeaderPair {
         &self.header
     }
 
+    /// Takes `header` as the one that counts, in memory only (a read-only open of a group whose deep
+    /// rekey was interrupted while it finished: see `disk::rekey::finish_interrupted`).
+    pub(crate) fn assume(&mut self, header: Header) {
+        self.header = header;
+    }
+
     /// Per copy: `None` if it is complete and agrees with the current one, else what is wrong with it.
     pub fn problems(&self) -> [Option<String>; 2] {
         let current = self.header();

@@ -207,7 +207,7 @@ impl Volume {
             .into_iter()
             .map(|store| Member::open(store, options.writable))
             .collect::<Result<Vec<_>>>()?;
-        check_members(&mut members, mode)?;
+        check_members(&mut members, mode, options.writable)?;
         Volume::open_members(members, provider, options)
     }
 
@@ -244,7 +244,7 @@ fn open_paths(paths: &[PathBuf], mode: Mode, options: &OpenOptions) -> Result<Ve
         .iter()
         .map(|p| open_file_member(p, options.writable, options.direct))
         .collect::<Result<Vec<_>>>()?;
-    check_members(&mut members, mode)?;
+    check_members(&mut members, mode, options.writable)?;
     Ok(members)
 }
 
@@ -335,6 +335,7 @@ pub fn repair(paths: &[PathBuf], mode: Mode) -> Result<Vec<String>> {
                 let updated = Header {
                     generation: newest.generation,
                     wrapped_dek: newest.wrapped_dek.clone(),
+                    reencryption: newest.reencryption.clone(),
                     ..header.clone()
                 };
                 member.write_pair(&updated)?;

@@ -165,7 +165,7 @@ pub(crate) fn open_file_member(path: &Path, writable: bool, direct: bool) -> Res
 
 /// Checks that `members` form one disk (VM) or one complete group (datastore), and puts them in
 /// member order.
-pub(crate) fn check_members(members: &mut [Member], mode: Mode) -> Result<()> {
+pub(crate) fn check_members(members: &mut [Member], mode: Mode, writable: bool) -> Result<()> {
     if members.is_empty() {
         return Err(disk_error("", DiskFault::MissingMember, "no disk given"));
     }
@@ -191,6 +191,7 @@ pub(crate) fn check_members(members: &mut [Member], mode: Mode) -> Result<()> {
         }
     }
     members.sort_by_key(|m| m.header().place.member_index);
+    super::rekey::finish_interrupted(members, writable)?;
     check_group(members)
 }
 
@@ -240,6 +241,15 @@ pub(crate) fn check_group(members: &[Member]) -> Result<()> {
                     "is at key generation {}, member 0 at {} (an interrupted rekey?): run `group repair`",
                     header.generation, first.generation
                 ),
+            );
+        }
+        let first_record = members.iter().find_map(|m| m.header().reencryption.as_ref());
+        if let (Some(mine), Some(theirs)) = (&header.reencryption, first_record)
+            && mine.new_dek != theirs.new_dek
+        {
+            return fail(
+                DiskFault::Mismatch,
+                "disagrees with the other members about the new key of their deep rekey".into(),
             );
         }
         let same_layout = header.data_unit == first.data_unit

@@ -22,7 +22,7 @@
 //! At the end the header becomes version 1 again with the new DEK alone and the generation + 1.
 
 use super::datapath::Volume;
-use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, Mode, PIECE, Reencryption};
+use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, PIECE, Reencryption};
 use super::keyed::{Fingerprint, Hot, Keys, fingerprints, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
 use crate::error::{DiskFault, Error, Result};
@@ -74,6 +74,42 @@ pub(crate) fn open_keys(
         }
     }
     Ok(keys)
+}
+
+/// A group whose deep rekey stopped while it retired the old DEK: some members are version 1 with the
+/// new DEK at the next generation, the others still version 2 at their end. Every unit is under the new
+/// DEK, so the version-2 members are finished too: written when `writable`, else only in memory.
+pub(crate) fn finish_interrupted(members: &mut [Member], writable: bool) -> Result<()> {
+    let finished = members.iter().find_map(|m| {
+        let h = m.header();
+        let matches = |o: &Member| {
+            o.header().reencryption.as_ref().is_some_and(|r| {
+                r.new_dek.verifier() == h.wrapped_dek.verifier() && h.generation == o.header().generation + 1
+            })
+        };
+        (h.reencryption.is_none() && members.iter().any(matches))
+            .then(|| (h.generation, h.wrapped_dek.clone()))
+    });
+    let Some((generation, wrapped)) = finished else { return Ok(()) };
+    for member in members.iter_mut() {
+        let header = member.header().clone();
+        let Some(record) = &header.reencryption else { continue };
+        let units = header.data_size / header.data_unit as u64;
+        if record.position != units || record.hot != 0 || record.new_dek.verifier() != wrapped.verifier() {
+            return Err(disk_error(
+                member.name(),
+                DiskFault::Mismatch,
+                "is in the middle of a deep rekey that other members of its group have finished",
+            ));
+        }
+        let done = Header { generation, wrapped_dek: wrapped.clone(), reencryption: None, ..header };
+        if writable {
+            member.write_pair(&done)?;
+        } else {
+            member.headers.assume(done);
+        }
+    }
+    Ok(())
 }
 
 /// The fingerprints of a hot zone, checked against the header's checksum of them.
@@ -258,13 +294,6 @@ impl Volume {
         if !self.options.writable {
             return Err(disk_error(&name, DiskFault::ReadOnly, "is open read-only"));
         }
-        if header.mode != Mode::Vm {
-            return Err(disk_error(
-                &name,
-                DiskFault::Unsupported,
-                "a deep rekey of a disk group is not implemented yet (a shallow rekey is)",
-            ));
-        }
         if header.data_offset < AREA_OFFSETS[1] + AREA_LEN {
             return Err(disk_error(
                 &name,
@@ -273,40 +302,48 @@ impl Volume {
             ));
         }
         self.settle()?;
-        let resumed = self.read_keys().new.is_some();
-        let key_ref = if resumed {
-            self.current_header(0)
-                .reencryption
-                .map(|r| r.new_dek.key_ref().clone())
-                .expect("a rekey in progress")
-        } else {
-            let (dek, wrapped) = provider.new_wrapped_dek(header.cipher, new_key_id)?;
-            let backend = BackendChoice::Named(self.backend());
-            let new = Xts::new(dek.xts_key(), backend)?;
-            let record =
-                Reencryption { new_dek: wrapped.clone(), position: 0, hot: 0, area: 1, area_sum: [0; 32] };
-            self.write_header(0, |h| h.reencryption = Some(record))?;
-            self.keys.write().unwrap_or_else(|p| p.into_inner()).new = Some(new);
-            wrapped.key_ref().clone()
+        let record = (0..self.stores.len()).find_map(|m| self.current_header(m).reencryption);
+        let resumed = record.is_some();
+        let new_dek = match record {
+            Some(record) => record.new_dek,
+            None => {
+                let (dek, wrapped) = provider.new_wrapped_dek(header.cipher, new_key_id)?;
+                let new = Xts::new(dek.xts_key(), BackendChoice::Named(self.backend()))?;
+                self.keys.write().unwrap_or_else(|p| p.into_inner()).new = Some(new);
+                wrapped
+            }
         };
+        // Every member gets the record (a group's start, or members an interrupted start missed),
+        // one after the other: a member without one is at position 0 of the same rekey.
+        for member in 0..self.stores.len() {
+            if self.current_header(member).reencryption.is_none() {
+                let record = Reencryption {
+                    new_dek: new_dek.clone(),
+                    position: 0,
+                    hot: 0,
+                    area: 1,
+                    area_sum: [0; 32],
+                };
+                self.write_header(member, |h| h.reencryption = Some(record))?;
+            }
+        }
         let total = self.size();
         let units = header.data_size / self.unit;
         let max_chunk = (chunk_bytes.min(MAX_HOT_BYTES) / self.unit).max(1);
+        let done = |member: usize, position: u64| (member as u64 * units + position) * self.unit;
         for member in 0..self.stores.len() {
             loop {
                 let position = self.read_keys().members[member].position;
                 if position >= units {
                     break;
                 }
-                let (logical, run) = self.logical_unit(member, position);
-                let len = max_chunk.min(units - position).min(run);
-                self.rekey_chunk(member, position, len, logical)?;
-                let done = (member as u64 * units + position + len) * self.unit;
-                progress(RekeyProgress { done, total });
+                let len = max_chunk.min(units - position);
+                self.rekey_chunk(member, position, len)?;
+                progress(RekeyProgress { done: done(member, position + len), total });
             }
         }
         self.finish()?;
-        Ok(DeepRekey { key_ref, resumed })
+        Ok(DeepRekey { key_ref: new_dek.key_ref().clone(), resumed })
     }
 
     fn current_header(&self, member: usize) -> Header {
@@ -314,11 +351,11 @@ impl Volume {
     }
 
     /// Steps 1-5 of the module's description for `len` units of `member` from `position`.
-    fn rekey_chunk(&self, member: usize, position: u64, len: u64, logical: u64) -> Result<()> {
+    fn rekey_chunk(&self, member: usize, position: u64, len: u64) -> Result<()> {
         // 1: a live hot zone; taking the write lock waits for the requests running now.
         self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot =
             Some(Hot { len, fingerprints: None });
-        let outcome = self.rewrite_chunk(member, position, len, logical);
+        let outcome = self.rewrite_chunk(member, position, len);
         if outcome.is_err() {
             // Reads of the zone go on: piece by piece when the header names it as hot, as before when
             // it never did. Writes to it are refused until a writable open settles it.
@@ -339,7 +376,22 @@ impl Volume {
         Some(Hot { len, fingerprints: Some(prints) })
     }
 
-    fn rewrite_chunk(&self, member: usize, position: u64, len: u64, logical: u64) -> Result<()> {
+    /// The runs of `len` member-local units from `position` that are logically consecutive, at most
+    /// 1 MiB each (so the cipher spreads over the cores): (first unit in the chunk, units, logical).
+    fn runs(&self, member: usize, position: u64, len: u64) -> Vec<(u64, u64, u64)> {
+        let most = ((1 << 20) / self.unit).max(1);
+        let mut runs = Vec::new();
+        let mut local = 0;
+        while local < len {
+            let (logical, run) = self.logical_unit(member, position + local);
+            let take = run.min(len - local).min(most);
+            runs.push((local, take, logical));
+            local += take;
+        }
+        runs
+    }
+
+    fn rewrite_chunk(&self, member: usize, position: u64, len: u64) -> Result<()> {
         let store = self.stores[member].as_ref();
         let fail = self.store_error(member);
         let at = self.data_offset + position * self.unit;
@@ -347,16 +399,18 @@ impl Volume {
         let mut buf = vec![0u8; (len * self.unit) as usize];
         store.read_at(&mut buf, at).map_err(&fail)?;
         {
+            use rayon::prelude::*;
             let keys = self.read_keys();
             let new = keys.new.as_ref().expect("a deep rekey has its new DEK");
-            let units = self.dek_units(logical)?;
-            let unit = self.unit as usize;
-            use rayon::prelude::*;
-            // Chunks of 1 MiB across the cores: the cipher runs beside the I/O of other threads.
-            let per_task = ((1 << 20) / unit).max(1) * unit;
-            buf.par_chunks_mut(per_task).enumerate().try_for_each(|(i, part)| {
-                let first = units.first() + (i * per_task / unit) as u64;
-                reencrypt(Some(&keys.old), new, part, units.starting_at(first))
+            let mut parts = Vec::new();
+            let mut rest = &mut buf[..];
+            for (_, count, logical) in self.runs(member, position, len) {
+                let (part, after) = rest.split_at_mut((count * self.unit) as usize);
+                parts.push((part, logical));
+                rest = after;
+            }
+            parts.into_par_iter().try_for_each(|(part, logical)| {
+                reencrypt(Some(&keys.old), new, part, self.dek_units(logical)?)
             })?;
         }
         // 3: fingerprints to the area the header does not name, then the header names them.

@@ -203,6 +203,11 @@ typedef struct sc_storage {
 } sc_storage;
 
 /**
+ * Called after each step of a deep rekey with the bytes under the new data key so far and in all.
+ */
+typedef void (*sc_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/**
  * What `sc_volume_get_info` reports.
  */
 typedef struct sc_volume_info {
@@ -406,6 +411,19 @@ int sc_volume_write(const struct sc_volume *volume, const void *buf, size_t len,
  * `volume` is NULL or open.
  */
 int sc_volume_flush(const struct sc_volume *volume);
+
+/**
+ * Deep rekey: a new data key (wrapped under the KEK `new_key_id` names at `key_provider`, or a fresh
+ * one when NULL), and every data unit re-encrypted to it, while other threads keep reading and writing
+ * `volume` (I/O to the few megabytes being rewritten waits for them). On a volume whose deep rekey
+ * was interrupted (a crash, a kill, an I/O error), resumes it. Blocks until done; `progress` (may be
+ * NULL) is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
+ *
+ * # Safety
+ * `volume` is NULL or open; `key_provider` is NULL or a C string; `new_key_id` is NULL or a C
+ * string; `progress`, when not NULL, may be called with `ctx` from this thread.
+ */
+int sc_volume_deep_rekey(const struct sc_volume *volume, const char *key_provider, const char *new_key_id, sc_progress_fn progress, void *ctx);
 
 /**
  * Makes `len` bytes at `offset` read as zeros, giving whole data units back to the stores (TRIM);

@@ -317,6 +317,43 @@ pub unsafe extern "C" fn sc_volume_flush(volume: *const sc_volume) -> c_int {
     guard(|| Ok(unsafe { live(volume)? }.volume.flush()?))
 }
 
+/// Called after each step of a deep rekey with the bytes under the new data key so far and in all.
+pub type sc_progress_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, done: u64, total: u64)>;
+
+/// Deep rekey: a new data key (wrapped under the KEK `new_key_id` names at `key_provider`, or a fresh
+/// one when NULL), and every data unit re-encrypted to it, while other threads keep reading and writing
+/// `volume` (I/O to the few megabytes being rewritten waits for them). On a volume whose deep rekey
+/// was interrupted (a crash, a kill, an I/O error), resumes it. Blocks until done; `progress` (may be
+/// NULL) is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
+///
+/// # Safety
+/// `volume` is NULL or open; `key_provider` is NULL or a C string; `new_key_id` is NULL or a C
+/// string; `progress`, when not NULL, may be called with `ctx` from this thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sc_volume_deep_rekey(
+    volume: *const sc_volume,
+    key_provider: *const c_char,
+    new_key_id: *const c_char,
+    progress: sc_progress_fn,
+    ctx: *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's guarantees.
+        let (volume, spec, key_id) = unsafe {
+            (live(volume)?, text(key_provider, "key_provider")?, optional_text(new_key_id, "new_key_id")?)
+        };
+        let provider = open_provider(spec)?;
+        let mut report = |step: sectorcrypt::disk::RekeyProgress| {
+            if let Some(callback) = progress {
+                // SAFETY: the caller's guarantee about `progress` and `ctx`.
+                unsafe { callback(ctx, step.done, step.total) };
+            }
+        };
+        volume.volume.deep_rekey(provider.as_ref(), key_id, &mut report)?;
+        Ok(())
+    })
+}
+
 /// Makes `len` bytes at `offset` read as zeros, giving whole data units back to the stores (TRIM);
 /// partial units at either end are written as zeros.
 ///

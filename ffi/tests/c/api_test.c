@@ -40,6 +40,14 @@ static int failures;
         }                                                                                   \
     } while (0)
 
+/* A deep rekey's progress: counts the calls and keeps the total. */
+static void count_progress(void *ctx, uint64_t done, uint64_t total) {
+    uint64_t *steps = ctx;
+    steps[0]++;
+    steps[1] = total;
+    (void)done;
+}
+
 static void fill(uint8_t *buf, size_t len, unsigned seed) {
     for (size_t i = 0; i < len; i++) {
         buf[i] = (uint8_t)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
@@ -270,6 +278,14 @@ static void test_disk_files(const char *dir) {
         }
     }
     CHECK(sc_volume_write(v, data, LEN, 1000) == SC_OK);
+    /* Deep rekey: a new data key, the data the same, the generation next. */
+    uint64_t steps[2] = {0, 0};
+    CHECK(sc_volume_deep_rekey(v, provider, "c-deep", count_progress, steps) == SC_OK);
+    CHECK(steps[0] > 0 && steps[1] == size);
+    CHECK(sc_volume_read(v, back, LEN, 1000) == SC_OK);
+    CHECK(memcmp(data, back, LEN) == 0);
+    REFUSED(sc_volume_deep_rekey(NULL, provider, NULL, NULL, NULL), SC_EINVAL);
+    REFUSED(sc_volume_deep_rekey(v, "vault:x", NULL, NULL, NULL), SC_EINVAL);
     REFUSED(sc_volume_read(v, back, 2, size - 1), SC_EINVAL);
     REFUSED(sc_volume_write(v, data, 2, size - 1), SC_EINVAL);
     REFUSED(sc_volume_read(v, NULL, 10, 0), SC_EINVAL);

@@ -27,7 +27,8 @@ impl Fixture {
         Fixture { _dir: dir, provider }
     }
 
-    /// A disk of `size` data bytes with `unit`-byte data units, every fifth unit left unwritten, the
+    /// A disk of `size` data bytes with `unit`-byte data units, every fifth unit left unwritten, every
+    /// seventh written with zeros (written units whose plaintext is zero are no unwritten ones), the
     /// others a pattern; returns its image and the logical content.
     fn disk(&self, size: usize, unit: usize) -> (Vec<u8>, Vec<u8>) {
         let store = CrashStorage::new("disk", vec![0; MIB + size], 1);
@@ -37,6 +38,9 @@ impl Fixture {
         let mut model = pattern(size, 99);
         let volume = self.open(&store, true);
         for (index, chunk) in model.chunks_mut(unit).enumerate() {
+            if index % 7 == 2 {
+                chunk.fill(0);
+            }
             if index % 5 == 3 {
                 chunk.fill(0);
             } else {
@@ -128,6 +132,7 @@ fn a_deep_rekey_changes_the_key_and_keeps_the_data() {
     for (index, (old, new)) in old_image[MIB..].chunks(unit).zip(new_image[MIB..].chunks(unit)).enumerate() {
         if index % 5 != 3 {
             assert_ne!(old, new, "unit {index} was not re-encrypted");
+            assert!(new.iter().any(|&b| b != 0), "written unit {index} reads as unwritten");
         }
     }
 }
@@ -262,6 +267,9 @@ fn group(fixture: &Fixture, count: usize, member_size: usize) -> (Vec<Vec<u8>>, 
     let volume = open_group(fixture, &stores, true).unwrap();
     let mut model = pattern(count * member_size, 7);
     for (index, chunk) in model.chunks_mut(4096).enumerate() {
+        if index % 7 == 2 {
+            chunk.fill(0);
+        }
         if index % 5 == 3 {
             chunk.fill(0);
         } else {

@@ -1,8 +1,9 @@
-//! Deep rekey: a new DEK for a disk, every data unit re-encrypted from the old DEK to the new one, while
-//! the volume keeps serving reads and writes, resumable after a crash at any point.
+//! Deep rekey: a new DEK for a disk or a disk group, every data unit re-encrypted from the old DEK to the
+//! new one, while the volume keeps serving reads and writes, resumable after a crash at any point.
 //!
-//! The disk's header says how far the rekey has come (`docs/FORMAT.md`, "Deep rekey in progress"):
-//! units below its position are under the new DEK, the rest under the old one. The rekey moves the
+//! Each member's header says how far the rekey has come on it (`docs/FORMAT.md`, "Deep rekey in
+//! progress"): units below its position are under the new DEK, the rest under the old one. Members are
+//! taken one after the other. The rekey moves the
 //! position chunk by chunk (at most 28 MiB, so one resilience area describes a chunk):
 //!
 //! 1. the chunk becomes a live hot zone: I/O that touches it waits ([`Keys::busy`]), once the requests
@@ -129,22 +130,27 @@ fn read_area(storage: &dyn Storage, header: &Header, record: &Reencryption) -> R
     Ok(bytes.chunks_exact(FINGERPRINT as usize).map(|c| c.try_into().expect("8 bytes")).collect())
 }
 
-/// Encrypts `plain` (units of `units`) under `xts` in place, leaving all-zero units as they are, and
-/// refuses a unit whose ciphertext would come out all zeros (it would read as unwritten).
-fn reencrypt(old: Option<&Xts>, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<()> {
+/// Re-encrypts the ciphertext units of `buf` in place from `old` to `new`; unwritten (all-zero) units
+/// stay so. A unit whose new ciphertext would come out all zeros (it would read as unwritten) is
+/// refused.
+fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<()> {
     let unit = units.size();
-    for (index, chunk) in buf.chunks_exact_mut(unit).enumerate() {
-        if chunk.iter().all(|&b| b == 0) {
+    let is_zero = |u: &[u8]| u.iter().all(|&b| b == 0);
+    let mut start = 0;
+    while start < buf.len() {
+        start += buf[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
+        let written = buf[start..].chunks_exact(unit).take_while(|u| !is_zero(u)).count() * unit;
+        if written == 0 {
             continue;
         }
-        let these = units.starting_at(units.first() + index as u64 * units.step());
-        if let Some(old) = old {
-            old.decrypt_units(chunk, these)?;
+        let run = units.starting_at(units.first() + (start / unit) as u64 * units.step());
+        let part = &mut buf[start..start + written];
+        old.decrypt_units(part, run)?;
+        new.encrypt_units(part, run)?;
+        if let Some(index) = part.chunks_exact(unit).position(is_zero) {
+            return Err(Error::UnwritableUnit(run.first() + index as u64 * run.step()));
         }
-        new.encrypt_units(chunk, these)?;
-        if chunk.iter().all(|&b| b == 0) {
-            return Err(Error::UnwritableUnit(these.first()));
-        }
+        start += written;
     }
     Ok(())
 }
@@ -252,7 +258,20 @@ impl Volume {
                     &mut plain[range.clone()],
                     units,
                 )?;
-                reencrypt(None, new, &mut plain[range], units)?;
+                // Written units (by their ciphertext, not their plaintext, which may be zeros) are
+                // encrypted under the new DEK; unwritten ones stay zeros.
+                let unit = self.unit as usize;
+                for (index, (cipher, plain)) in
+                    buf[range.clone()].chunks_exact(unit).zip(plain[range].chunks_exact_mut(unit)).enumerate()
+                {
+                    if cipher.iter().any(|&b| b != 0) {
+                        let this = units.starting_at(units.first() + index as u64 * units.step());
+                        new.encrypt_units(plain, this)?;
+                        if plain.iter().all(|&b| b == 0) {
+                            return Err(Error::UnwritableUnit(this.first()));
+                        }
+                    }
+                }
                 local += run;
             }
             write_written(self.stores[member].as_ref(), at, &plain, self.unit as usize)
@@ -409,9 +428,9 @@ impl Volume {
                 parts.push((part, logical));
                 rest = after;
             }
-            parts.into_par_iter().try_for_each(|(part, logical)| {
-                reencrypt(Some(&keys.old), new, part, self.dek_units(logical)?)
-            })?;
+            parts
+                .into_par_iter()
+                .try_for_each(|(part, logical)| reencrypt(&keys.old, new, part, self.dek_units(logical)?))?;
         }
         // 3: fingerprints to the area the header does not name, then the header names them.
         let header = self.current_header(member);

@@ -281,7 +281,8 @@ impl Volume {
         self.unit as usize
     }
 
-    /// The sectorcrypt header that counts, of member 0; `None` for a volume of another format (LUKS).
+    /// The sectorcrypt header of member 0 as it was when the volume was opened (a deep rekey run on it
+    /// since changes the header on disk, not this); `None` for a volume of another format (LUKS).
     pub fn header(&self) -> Option<&Header> {
         self.header.as_ref()
     }
@@ -307,52 +308,6 @@ impl Volume {
         let name = if worker.uses_uring() { "io_uring" } else { "pread/pwrite" };
         self.put_worker(worker);
         Ok(name)
-    }
-
-    /// XTS-AES-128 or XTS-AES-256.
-    pub fn key_size(&self) -> crate::KeySize {
-        self.read_keys().old.key_size()
-    }
-
-    /// The cipher backend in use.
-    pub fn backend(&self) -> crate::Backend {
-        self.read_keys().old.backend()
-    }
-
-    pub(crate) fn read_keys(&self) -> RwLockReadGuard<'_, Keys> {
-        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The keys, once no span (logical offset, length) touches a zone a deep rekey is rewriting; held
-    /// for the whole request, so the rekey cannot start rewriting under it.
-    fn keys_for(&self, spans: &[(u64, u64)]) -> RwLockReadGuard<'_, Keys> {
-        loop {
-            let epoch = *self.epoch.lock().unwrap_or_else(|p| p.into_inner());
-            let keys = self.read_keys();
-            if !spans.iter().any(|&(offset, len)| self.touches_busy(&keys, offset, len)) {
-                return keys;
-            }
-            drop(keys);
-            let mut now = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
-            while *now == epoch {
-                now = self.moved.wait(now).unwrap_or_else(|p| p.into_inner());
-            }
-        }
-    }
-
-    fn touches_busy(&self, keys: &Keys, offset: u64, len: u64) -> bool {
-        let end = offset + len;
-        let mut at = offset / self.unit * self.unit;
-        while at < end {
-            let (member, physical, in_stripe) = self.locate(at);
-            let take = (end - at).min(in_stripe);
-            let first = (physical - self.data_offset) / self.unit;
-            if keys.busy(member, first, take.div_ceil(self.unit)) {
-                return true;
-            }
-            at += take;
-        }
-        false
     }
 
     /// Bytes of backing store the members use, where every store can tell (sparse files).
@@ -787,7 +742,7 @@ impl Volume {
 
     /// Where logical byte `at` lives: the member, the byte offset in its store, and how many bytes of
     /// its stripe are left from there.
-    fn locate(&self, at: u64) -> (usize, u64, u64) {
+    pub(crate) fn locate(&self, at: u64) -> (usize, u64, u64) {
         let count = self.stores.len() as u64;
         let (stripe, within) = (at / self.stripe, at % self.stripe);
         let physical = self.data_offset + (stripe / count) * self.stripe + within;

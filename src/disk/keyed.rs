@@ -9,9 +9,11 @@
 //! fingerprint, and since XTS encrypts 16-byte blocks independently (the units are whole numbers of
 //! blocks), decrypting the unit under both keys and taking each piece from the right one recovers it.
 
+use super::datapath::Volume;
 use super::format::{FINGERPRINT, PIECE};
 use crate::error::Result;
 use crate::xts::{DataUnits, Xts};
+use std::sync::RwLockReadGuard;
 
 /// The fingerprint of one 512-byte piece: the first bytes of its ciphertext under the new DEK.
 pub(crate) type Fingerprint = [u8; FINGERPRINT as usize];
@@ -158,4 +160,52 @@ pub(crate) fn fingerprints(cipher: &[u8]) -> Vec<Fingerprint> {
         .chunks_exact(PIECE as usize)
         .map(|piece| piece[..FINGERPRINT as usize].try_into().expect("a piece has 512 bytes"))
         .collect()
+}
+
+impl Volume {
+    /// XTS-AES-128 or XTS-AES-256.
+    pub fn key_size(&self) -> crate::KeySize {
+        self.read_keys().old.key_size()
+    }
+
+    /// The cipher backend in use.
+    pub fn backend(&self) -> crate::Backend {
+        self.read_keys().old.backend()
+    }
+
+    pub(crate) fn read_keys(&self) -> RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The keys, once no span (logical offset, length) touches a zone a deep rekey is rewriting; held
+    /// for the whole request, so the rekey cannot start rewriting under it.
+    pub(crate) fn keys_for(&self, spans: &[(u64, u64)]) -> RwLockReadGuard<'_, Keys> {
+        loop {
+            let epoch = *self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            let keys = self.read_keys();
+            if !spans.iter().any(|&(offset, len)| self.touches_busy(&keys, offset, len)) {
+                return keys;
+            }
+            drop(keys);
+            let mut now = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            while *now == epoch {
+                now = self.moved.wait(now).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    fn touches_busy(&self, keys: &Keys, offset: u64, len: u64) -> bool {
+        let end = offset + len;
+        let mut at = offset / self.unit * self.unit;
+        while at < end {
+            let (member, physical, in_stripe) = self.locate(at);
+            let take = (end - at).min(in_stripe);
+            let first = (physical - self.data_offset) / self.unit;
+            if keys.busy(member, first, take.div_ceil(self.unit)) {
+                return true;
+            }
+            at += take;
+        }
+        false
+    }
 }

@@ -1,6 +1,6 @@
 //! `disk rekey --deep`: a new DEK with every unit re-encrypted, shown by `disk info` while it runs,
-//! resumed by running it again after `kill -9` at random moments (50 of them), with every other command
-//! working on the disk in between and the data intact at the end.
+//! resumed by running it again after `kill -9` at random moments (50 of them), with reads, writes and a
+//! shallow rekey working on the disk in between and the data intact at the end.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -98,7 +98,7 @@ fn a_deep_rekey_gives_a_new_key_and_keeps_the_data() {
 #[test]
 fn kill_9_at_random_moments_then_rerun_resumes_and_loses_nothing() {
     let env = Env::new();
-    let image = create_with_data(&env, 48 << 20);
+    let mut image = create_with_data(&env, 48 << 20);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let (mut kills, mut in_progress_seen) = (0, 0);
     while kills < 50 {
@@ -130,6 +130,12 @@ fn kill_9_at_random_moments_then_rerun_resumes_and_loses_nothing() {
             let args = ["disk", "read", "vm.disk", "--offset", &offset.to_string(), "--length", "100000"];
             env.ok(&[&args[..], &["--to", part.to_str().unwrap()]].concat());
             assert!(std::fs::read(&part).unwrap() == image[offset..offset + 100_000], "kill {kills}");
+            // Writes too, wherever the rekey stands.
+            let patch = pattern(5000, seed);
+            std::fs::write(env.path("patch"), &patch).unwrap();
+            let at = (seed >> 8) as usize % (40 << 20);
+            env.ok(&["disk", "write", "vm.disk", "--offset", &at.to_string(), "--from", "patch"]);
+            image[at..at + patch.len()].copy_from_slice(&patch);
         }
     }
     assert!(in_progress_seen > 0, "no kill landed in the middle of a rekey");

@@ -601,8 +601,8 @@ impl Volume {
             if !self.thin {
                 return Ok(());
             }
-            match slot.chunks_exact(self.unit as usize).position(is_zero) {
-                Some(index) => Err(Error::UnwritableUnit(units.first() + index as u64)),
+            match unwritable(slot, self.unit as usize) {
+                Some(index) => Err(Error::UnwritableUnit(units.first() + index as u64 * units.step())),
                 None => Ok(()),
             }
         };
@@ -692,7 +692,12 @@ impl Volume {
             if written > 0 {
                 let first = units.first() + (start / unit) as u64 * self.tweak_step;
                 let range = start..start + written;
-                xts.decrypt_units_to(&slot[range.clone()], &mut out[range], units.starting_at(first))?;
+                xts.decrypt_units_to(
+                    &slot[range.clone()],
+                    &mut out[range.clone()],
+                    units.starting_at(first),
+                )?;
+                clear_unwritten_sectors(&slot[range.clone()], &mut out[range]);
             }
             start += written;
             let unwritten = slot[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
@@ -752,9 +757,28 @@ impl Volume {
 
 /// Whether a data unit's ciphertext is all zeros. Real ciphertext almost always has a non-zero first
 /// word, so this costs one load per written unit.
-fn is_zero(unit: &[u8]) -> bool {
+pub(crate) fn is_zero(unit: &[u8]) -> bool {
     let (head, rest) = unit.split_at(unit.len().min(16));
     head.iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
+}
+
+/// The torn-write granularity: a sector of a write lands whole or not at all.
+pub(crate) const SECTOR: usize = 512;
+
+/// Zeros the sectors of `out` whose ciphertext sector in `cipher` is all zeros: never written (a unit
+/// whose first write a crash tore reads as zeros where that write did not land, not as the decryption
+/// of zeros).
+pub(crate) fn clear_unwritten_sectors(cipher: &[u8], out: &mut [u8]) {
+    for (sector, plain) in cipher.chunks_exact(SECTOR).zip(out.chunks_exact_mut(SECTOR)) {
+        if is_zero(sector) {
+            plain.fill(0);
+        }
+    }
+}
+
+/// The index of the first unit of `cipher` with an all-zero sector (which would read as unwritten).
+pub(crate) fn unwritable(cipher: &[u8], unit: usize) -> Option<usize> {
+    cipher.chunks_exact(SECTOR).position(is_zero).map(|sector| sector * SECTOR / unit)
 }
 
 impl IoRequest<'_> {

@@ -3,18 +3,19 @@
 //!
 //! Each member's header says how far the rekey has come on it (`docs/FORMAT.md`, "Deep rekey in
 //! progress"): units below its position are under the new DEK, the rest under the old one. Members are
-//! taken one after the other. The rekey moves the
-//! position chunk by chunk (at most 28 MiB, so one resilience area describes a chunk):
+//! taken one after the other. The rekey moves the position chunk by chunk (at most 28 MiB, so one
+//! resilience area describes a chunk):
 //!
 //! 1. the chunk becomes a live hot zone: I/O that touches it waits ([`Keys::busy`]), once the requests
 //!    already running on it have finished;
 //! 2. its ciphertext is read, decrypted under the old DEK and encrypted under the new one in memory
 //!    (unwritten, all-zero units stay so);
 //! 3. the first 8 bytes of each 512-byte piece of the new ciphertext go to a resilience area (flushed),
-//!    and the header names the chunk as hot, with that area's checksum (both copies, flushed);
-//! 4. the new ciphertext is written and flushed;
-//! 5. the header moves the position past the chunk (hot: none), and only then does I/O resume there, so
-//!    no unit the durable header calls hot is ever written by anyone else.
+//!    and the header names the chunk as hot, with that area's checksum (both copies, flushed); the same
+//!    update moves the position past the previous chunk, which I/O may touch again from then on;
+//! 4. the new ciphertext is written and flushed; the chunk stays live until the next update (the next
+//!    chunk's step 3, or the last one), so no unit the durable header calls hot is ever written by
+//!    anyone else.
 //!
 //! After a crash, the next writable open (or the resumed rekey) settles the hot zone: each piece whose
 //! first bytes match its fingerprint is new, any other old, so every unit, torn or not, is recovered
@@ -22,7 +23,7 @@
 //! ciphertext the fingerprints describe. A read-only open decrypts the hot zone piece by piece instead.
 //! At the end the header becomes version 1 again with the new DEK alone and the generation + 1.
 
-use super::datapath::Volume;
+use super::datapath::{SECTOR, Volume, is_zero, unwritable};
 use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, PIECE, Reencryption};
 use super::keyed::{Fingerprint, Hot, Keys, fingerprints, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
@@ -135,7 +136,6 @@ fn read_area(storage: &dyn Storage, header: &Header, record: &Reencryption) -> R
 /// refused.
 fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<()> {
     let unit = units.size();
-    let is_zero = |u: &[u8]| u.iter().all(|&b| b == 0);
     let mut start = 0;
     while start < buf.len() {
         start += buf[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
@@ -145,9 +145,15 @@ fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<(
         }
         let run = units.starting_at(units.first() + (start / unit) as u64 * units.step());
         let part = &mut buf[start..start + written];
+        // Sectors a torn first write left unwritten read as zeros: they are re-encrypted as zeros.
+        let unwritten: Vec<usize> =
+            part.chunks_exact(SECTOR).enumerate().filter(|(_, s)| is_zero(s)).map(|(i, _)| i).collect();
         old.decrypt_units(part, run)?;
+        for sector in unwritten {
+            part[sector * SECTOR..(sector + 1) * SECTOR].fill(0);
+        }
         new.encrypt_units(part, run)?;
-        if let Some(index) = part.chunks_exact(unit).position(is_zero) {
+        if let Some(index) = unwritable(part, unit) {
             return Err(Error::UnwritableUnit(run.first() + index as u64 * run.step()));
         }
         start += written;
@@ -267,7 +273,7 @@ impl Volume {
                     if cipher.iter().any(|&b| b != 0) {
                         let this = units.starting_at(units.first() + index as u64 * units.step());
                         new.encrypt_units(plain, this)?;
-                        if plain.iter().all(|&b| b == 0) {
+                        if unwritable(plain, unit).is_some() {
                             return Err(Error::UnwritableUnit(this.first()));
                         }
                     }
@@ -352,13 +358,23 @@ impl Volume {
         let done = |member: usize, position: u64| (member as u64 * units + position) * self.unit;
         for member in 0..self.stores.len() {
             loop {
-                let position = self.read_keys().members[member].position;
-                if position >= units {
+                // The durable position, and the step before it (rewritten, still named hot until the
+                // next header update moves past it).
+                let (position, pending) = {
+                    let keys = self.read_keys();
+                    let state = &keys.members[member];
+                    (state.position, state.hot.as_ref().map_or(0, |h| h.len))
+                };
+                let start = position + pending;
+                if start >= units {
+                    if pending > 0 {
+                        self.advance(member, start)?;
+                    }
                     break;
                 }
-                let len = max_chunk.min(units - position);
-                self.rekey_chunk(member, position, len)?;
-                progress(RekeyProgress { done: done(member, position + len), total });
+                let len = max_chunk.min(units - start);
+                self.rekey_chunk(member, position, start, len)?;
+                progress(RekeyProgress { done: done(member, start + len), total });
             }
         }
         self.finish()?;
@@ -369,30 +385,39 @@ impl Volume {
         self.pairs.lock().unwrap_or_else(|p| p.into_inner())[member].header().clone()
     }
 
-    /// Steps 1-5 of the module's description for `len` units of `member` from `position`.
-    fn rekey_chunk(&self, member: usize, position: u64, len: u64) -> Result<()> {
-        // 1: a live hot zone; taking the write lock waits for the requests running now.
+    /// Steps 1-5 of the module's description for the `len` units of `member` from `start`, `position`
+    /// being the durable position (the previous step, from it to `start`, is still named hot).
+    fn rekey_chunk(&self, member: usize, position: u64, start: u64, len: u64) -> Result<()> {
+        // 1: a live hot zone over this step (and the previous one, until the header moves past it);
+        // taking the write lock waits for the requests running now.
         self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot =
-            Some(Hot { len, fingerprints: None });
-        let outcome = self.rewrite_chunk(member, position, len);
+            Some(Hot { len: start - position + len, fingerprints: None });
+        let outcome = self.rewrite_chunk(member, start, len);
         if outcome.is_err() {
-            // Reads of the zone go on: piece by piece when the header names it as hot, as before when
-            // it never did. Writes to it are refused until a writable open settles it.
-            let hot = self.unsettled(member, len);
-            self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot = hot;
+            // Back to what the durable header says, as a crash would leave it: reads of a hot zone go
+            // on piece by piece, and writes to it are refused until a writable open settles it.
+            let (position, hot) = self.unsettled(member);
+            {
+                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                keys.members[member].position = position;
+                keys.members[member].hot = hot;
+            }
             self.wake();
         }
         outcome
     }
 
-    /// The hot zone the durable header names for `member`, as a crash would leave it.
-    fn unsettled(&self, member: usize, len: u64) -> Option<Hot> {
+    /// The position and hot zone the durable header names for `member`.
+    fn unsettled(&self, member: usize) -> (u64, Option<Hot>) {
         let header = self.current_header(member);
-        let record = header.reencryption.as_ref().filter(|r| r.hot > 0)?;
+        let Some(record) = header.reencryption.as_ref() else { return (0, None) };
+        if record.hot == 0 {
+            return (record.position, None);
+        }
         // An area that cannot be read leaves every piece taken as old: reads of the zone may then be
         // wrong until a writable open, which checks the area again and refuses if it is still bad.
         let prints = read_area(self.stores[member].as_ref(), &header, record).unwrap_or_default();
-        Some(Hot { len, fingerprints: Some(prints) })
+        (record.position, Some(Hot { len: record.hot, fingerprints: Some(prints) }))
     }
 
     /// The runs of `len` member-local units from `position` that are logically consecutive, at most
@@ -439,6 +464,8 @@ impl Volume {
         store.write_at(&prints, AREA_OFFSETS[area as usize]).map_err(&fail)?;
         store.flush().map_err(&fail)?;
         let area_sum: [u8; 32] = sha2::Sha256::digest(&prints).into();
+        // This one header update also moves the position past the previous step (its data is flushed),
+        // which I/O may touch again from now on.
         self.write_header(member, |h| {
             if let Some(record) = h.reencryption.as_mut() {
                 record.position = position;
@@ -447,11 +474,18 @@ impl Volume {
                 record.area_sum = area_sum;
             }
         })?;
+        {
+            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            keys.members[member].position = position;
+            keys.members[member].hot = Some(Hot { len, fingerprints: None });
+        }
+        self.wake();
         // 4: the new ciphertext (unwritten units stay holes).
         write_written(store, at, &buf, self.unit as usize).map_err(&fail)?;
         store.flush().map_err(&fail)?;
-        // 5: past the chunk, durably, before anyone else writes there.
-        self.advance(member, position + len)
+        // 5: the next step's header update (or the last one) moves past this chunk; until then it stays
+        // a live hot zone, so nobody else writes where the durable header says "hot".
+        Ok(())
     }
 
     /// Retires the old DEK: every member's header becomes version 1 with the new DEK and the next

@@ -3,6 +3,9 @@
 //! after each crash, a read-only open reads exactly the data, and a writable open resumes the rekey to
 //! the end with the data intact.
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "support/crash_storage.rs"]
 mod crash_storage;
 
@@ -35,7 +38,7 @@ impl Fixture {
         let options = CreateOptions { data_unit: unit, ..CreateOptions::default() };
         Volume::create_on(&[&store as &dyn Storage], Mode::Vm, size as u64, &options, &self.provider)
             .unwrap();
-        let mut model = pattern(size, 99);
+        let mut model = common::pattern(size, 99);
         let volume = self.open(&store, true);
         for (index, chunk) in model.chunks_mut(unit).enumerate() {
             if index % 7 == 2 {
@@ -64,18 +67,6 @@ impl Fixture {
     fn rekey(&self, volume: &Volume, chunk: u64) -> sectorcrypt::Result<()> {
         volume.deep_rekey_in_chunks(&self.provider, None, chunk, &mut |_| {}).map(drop)
     }
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 fn contents(volume: &Volume) -> Vec<u8> {
@@ -228,7 +219,7 @@ fn the_volume_serves_reads_and_writes_while_the_rekey_runs() {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
                 let offset = (seed >> 20) as usize % (size - 70_000);
                 let len = 1 + (seed >> 44) as usize % 65_536;
-                let data = pattern(len, seed);
+                let data = common::pattern(len, seed);
                 volume.write_at(offset as u64, &data).unwrap();
                 model[offset..offset + len].copy_from_slice(&data);
                 let mut back = vec![0u8; len];
@@ -265,7 +256,7 @@ fn group(fixture: &Fixture, count: usize, member_size: usize) -> (Vec<Vec<u8>>, 
     let refs: Vec<&dyn Storage> = stores.iter().map(|s| s as &dyn Storage).collect();
     Volume::create_on(&refs, Mode::Datastore, member_size as u64, &options, &fixture.provider).unwrap();
     let volume = open_group(fixture, &stores, true).unwrap();
-    let mut model = pattern(count * member_size, 7);
+    let mut model = common::pattern(count * member_size, 7);
     for (index, chunk) in model.chunks_mut(4096).enumerate() {
         if index % 7 == 2 {
             chunk.fill(0);
@@ -362,7 +353,7 @@ fn writes_acknowledged_during_a_rekey_survive_a_crash_at_any_point() {
                 for round in 0..400u64 {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     let offset = (seed >> 24) as usize % (size - 9000);
-                    let data = pattern(1 + (seed >> 50) as usize % 8192, seed ^ round);
+                    let data = common::pattern(1 + (seed >> 50) as usize % 8192, seed ^ round);
                     let old = model[offset..offset + data.len()].to_vec();
                     // Acknowledged only once written and flushed.
                     let written = volume.write_at(offset as u64, &data).and_then(|()| volume.flush());
@@ -411,7 +402,7 @@ fn a_torn_first_write_reads_zeros_where_it_did_not_land() {
     for seed in 1..20u64 {
         let store = CrashStorage::new("disk", image.clone(), seed);
         let volume = fixture.open(&store, true);
-        let data = pattern(4096, seed);
+        let data = common::pattern(4096, seed);
         volume.write_at(unwritten as u64, &data).unwrap();
         store.crash_at(0);
         assert!(volume.flush().is_err());

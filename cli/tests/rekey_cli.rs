@@ -2,6 +2,9 @@
 //! resumed by running it again after `kill -9` at random moments (50 of them), with reads, writes and a
 //! shallow rekey working on the disk in between and the data intact at the end.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -48,18 +51,6 @@ impl Env {
     }
 }
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 fn export(env: &Env, disk: &str) -> Vec<u8> {
     let out = env.path("export.raw");
     let _ = std::fs::remove_file(&out);
@@ -70,7 +61,7 @@ fn export(env: &Env, disk: &str) -> Vec<u8> {
 fn create_with_data(env: &Env, size: usize) -> Vec<u8> {
     env.ok(&["disk", "create", "vm.disk", "--size", &size.to_string(), "--key-id", "first"]);
     // Data in the first 7/8, the rest never written (it must stay unwritten: zeros, no space).
-    let mut image = pattern(size, 5);
+    let mut image = common::pattern(size, 5);
     image[size / 8 * 7..].fill(0);
     std::fs::write(env.path("image.raw"), &image[..size / 8 * 7]).unwrap();
     env.ok(&["disk", "import", "vm.disk", "--from", "image.raw"]);
@@ -131,7 +122,7 @@ fn kill_9_at_random_moments_then_rerun_resumes_and_loses_nothing() {
             env.ok(&[&args[..], &["--to", part.to_str().unwrap()]].concat());
             assert!(std::fs::read(&part).unwrap() == image[offset..offset + 100_000], "kill {kills}");
             // Writes too, wherever the rekey stands.
-            let patch = pattern(5000, seed);
+            let patch = common::pattern(5000, seed);
             std::fs::write(env.path("patch"), &patch).unwrap();
             let at = (seed >> 8) as usize % (40 << 20);
             env.ok(&["disk", "write", "vm.disk", "--offset", &at.to_string(), "--from", "patch"]);
@@ -159,7 +150,7 @@ fn a_group_deep_rekey_survives_kills_and_leaves_every_member_in_step() {
         |head: &[&str]| -> Vec<String> { head.iter().chain(&members).map(|s| s.to_string()).collect() };
     let run = |args: Vec<String>| env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     run(with(&["group", "create", "--size-per-member", "8M", "--key-id", "ds"]));
-    let image = pattern(20 << 20, 3);
+    let image = common::pattern(20 << 20, 3);
     std::fs::write(env.path("image.raw"), &image).unwrap();
     run(with(&["group", "import", "--from", "image.raw"]));
     let mut seed = 77u64;

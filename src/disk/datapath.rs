@@ -21,6 +21,7 @@
 use super::format::{Header, HeaderPair};
 use super::keyed::{Keys, UnitKey};
 use super::members::{Member, disk_error, storage_error};
+use super::thin::{clear_unwritten_sectors, is_zero, unwritable};
 use crate::error::{DiskFault, Error, Result};
 use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
 use crate::storage::{IoEngine, Storage};
@@ -753,32 +754,6 @@ impl Volume {
         let physical = self.data_offset + (stripe / count) * self.stripe + within;
         ((stripe % count) as usize, physical, self.stripe - within)
     }
-}
-
-/// Whether a data unit's ciphertext is all zeros. Real ciphertext almost always has a non-zero first
-/// word, so this costs one load per written unit.
-pub(crate) fn is_zero(unit: &[u8]) -> bool {
-    let (head, rest) = unit.split_at(unit.len().min(16));
-    head.iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
-}
-
-/// The torn-write granularity: a sector of a write lands whole or not at all.
-pub(crate) const SECTOR: usize = 512;
-
-/// Zeros the sectors of `out` whose ciphertext sector in `cipher` is all zeros: never written (a unit
-/// whose first write a crash tore reads as zeros where that write did not land, not as the decryption
-/// of zeros).
-pub(crate) fn clear_unwritten_sectors(cipher: &[u8], out: &mut [u8]) {
-    for (sector, plain) in cipher.chunks_exact(SECTOR).zip(out.chunks_exact_mut(SECTOR)) {
-        if is_zero(sector) {
-            plain.fill(0);
-        }
-    }
-}
-
-/// The index of the first unit of `cipher` with an all-zero sector (which would read as unwritten).
-pub(crate) fn unwritable(cipher: &[u8], unit: usize) -> Option<usize> {
-    cipher.chunks_exact(SECTOR).position(is_zero).map(|sector| sector * SECTOR / unit)
 }
 
 impl IoRequest<'_> {

@@ -150,7 +150,7 @@ pub(crate) fn merge_decrypt(
                 unit_out[range.clone()].copy_from_slice(&other[range]);
             }
         }
-        super::datapath::clear_unwritten_sectors(unit_cipher, unit_out);
+        super::thin::clear_unwritten_sectors(unit_cipher, unit_out);
     }
     Ok(())
 }

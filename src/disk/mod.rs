@@ -17,6 +17,7 @@ mod keyed;
 mod lifecycle;
 mod members;
 mod rekey;
+mod thin;
 
 pub use crate::storage::{IO_ENGINE_ENV, IoEngine};
 pub(crate) use datapath::Layout;

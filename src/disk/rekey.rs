@@ -23,10 +23,11 @@
 //! ciphertext the fingerprints describe. A read-only open decrypts the hot zone piece by piece instead.
 //! At the end the header becomes version 1 again with the new DEK alone and the generation + 1.
 
-use super::datapath::{SECTOR, Volume, is_zero, unwritable};
+use super::datapath::Volume;
 use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, PIECE, Reencryption};
 use super::keyed::{Fingerprint, Hot, Keys, fingerprints, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
+use super::thin::{SECTOR, is_zero, unwritable};
 use crate::error::{DiskFault, Error, Result};
 use crate::keys::{KeyProvider, KeyRef};
 use crate::storage::Storage;

@@ -238,6 +238,162 @@ fn the_volume_serves_reads_and_writes_while_the_rekey_runs() {
     assert!(contents(&fixture.open(&store, false)) == model);
 }
 
+/// The same on a file, where the rekey's steps move through io_uring on the O_DIRECT descriptor (on a
+/// file system that has O_DIRECT; through pread/pwrite elsewhere), with two threads writing and
+/// reading beside it and steps small enough that reading one and writing the one before overlap often.
+#[test]
+fn a_file_keeps_serving_two_threads_while_its_steps_move_through_the_io_engine() {
+    let fixture = Fixture::new();
+    let size = 16 * MIB;
+    let paths = [fixture._dir.path().join("online.disk")];
+    Volume::create(&paths, Mode::Vm, size as u64, &CreateOptions::default(), &fixture.provider).unwrap();
+    let writable = OpenOptions { writable: true, ..OpenOptions::default() };
+    let volume = Volume::open(&paths, Mode::Vm, &fixture.provider, writable.clone()).unwrap();
+    let start = common::pattern(size, 5);
+    // Every third MiB is left unwritten (holes the rekey must keep).
+    for (index, chunk) in start.chunks(MIB).enumerate().filter(|(i, _)| i % 3 != 1) {
+        volume.write_at((index * MIB) as u64, chunk).unwrap();
+    }
+    let mut model = start.clone();
+    for chunk in model.chunks_mut(MIB).skip(1).step_by(3) {
+        chunk.fill(0);
+    }
+    let running = AtomicBool::new(true);
+    // Each thread owns one half of the disk (its model), so the final image is known.
+    let halves: Vec<(usize, Vec<u8>)> = model.chunks(size / 2).map(|h| h.to_vec()).enumerate().collect();
+    let finished = std::thread::scope(|scope| {
+        let threads: Vec<_> = halves
+            .into_iter()
+            .map(|(half, mut own)| {
+                let (volume, running) = (&volume, &running);
+                scope.spawn(move || {
+                    let base = half * size / 2;
+                    let mut seed = 7 + half as u64;
+                    let mut rounds = 0;
+                    while running.load(Ordering::Relaxed) || rounds < 100 {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        let offset = (seed >> 20) as usize % (own.len() - 70_000);
+                        let len = 1 + (seed >> 44) as usize % 65_536;
+                        let data = common::pattern(len, seed);
+                        volume.write_at((base + offset) as u64, &data).unwrap();
+                        own[offset..offset + len].copy_from_slice(&data);
+                        let mut back = vec![0u8; len];
+                        volume.read_at((base + offset) as u64, &mut back).unwrap();
+                        assert!(back == data, "a read during the rekey returned other data");
+                        rounds += 1;
+                    }
+                    own
+                })
+            })
+            .collect();
+        fixture.rekey(&volume, 256 << 10).unwrap();
+        running.store(false, Ordering::Relaxed);
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<u8>>()
+    });
+    assert!(contents(&volume) == finished);
+    drop(volume);
+    let volume = Volume::open(&paths, Mode::Vm, &fixture.provider, OpenOptions::default()).unwrap();
+    assert!(volume.header().unwrap().reencryption.is_none());
+    assert!(contents(&volume) == finished);
+}
+
+/// `bench rekey`'s baseline moves the same bytes without changing them: the data reads the same, the
+/// holes stay holes, and it refuses where a rekey would.
+#[test]
+fn the_copy_in_place_baseline_changes_nothing() {
+    let fixture = Fixture::new();
+    let (image, model) = fixture.disk(3 * MIB, 4096);
+    let store = CrashStorage::new("disk", image.clone(), 1);
+    let volume = fixture.open(&store, true);
+    volume.copy_in_place().unwrap();
+    assert!(contents(&volume) == model);
+    drop(volume);
+    assert!(store.survivor() == image, "the image changed");
+    let err = fixture.open(&store, false).copy_in_place().unwrap_err();
+    assert!(matches!(err, Error::Disk { fault: DiskFault::ReadOnly, .. }), "{err}");
+    // In the middle of a deep rekey (stopped by an I/O error): refused, nothing written.
+    let volume = fixture.open(&store, true);
+    store.fail_at(12);
+    fixture.rekey(&volume, 1 << 20).unwrap_err();
+    drop(volume);
+    let stopped = store.survivor();
+    let store = CrashStorage::new("disk", stopped.clone(), 1);
+    let volume = fixture.open(&store, true);
+    let settled = store.survivor();
+    let err = volume.copy_in_place().unwrap_err();
+    assert!(matches!(err, Error::Disk { fault: DiskFault::Busy, .. }), "{err}");
+    assert!(store.survivor() == settled);
+}
+
+/// A stop request (from another thread; here from the progress report, which runs on the rekey's
+/// thread) ends the rekey after the step being written: the disk is left mid-rekey with nothing to
+/// settle, fully usable, and the next rekey resumes it. A stop that comes after the last step does not
+/// stop the next rekey.
+#[test]
+fn a_rekey_asked_to_stop_leaves_a_usable_disk_and_a_rerun_finishes_it() {
+    let fixture = Fixture::new();
+    let (image, mut model) = fixture.disk(4 * MIB, 4096);
+    let store = CrashStorage::new("disk", image, 3);
+    let volume = fixture.open(&store, true);
+    let mut steps = 0;
+    let stopped = volume
+        .deep_rekey_in_chunks(&fixture.provider, None, 512 << 10, &mut |_| {
+            steps += 1;
+            if steps == 2 {
+                volume.stop_deep_rekey();
+            }
+        })
+        .unwrap();
+    assert!(!stopped.finished && !stopped.resumed);
+    assert_eq!(steps, 2);
+    // Writes on both sides of the boundary, without waiting for anything.
+    for at in [0usize, MIB - 100, 3 * MIB] {
+        let data = common::pattern(5000, at as u64);
+        volume.write_at(at as u64, &data).unwrap();
+        model[at..at + 5000].copy_from_slice(&data);
+    }
+    assert!(contents(&volume) == model);
+    drop(volume);
+    let read_only = fixture.open(&store, false);
+    let record = read_only.header().unwrap().reencryption.clone().expect("still mid-rekey");
+    assert_eq!((record.position, record.hot), (2 * 128, 0), "two steps of 128 units, nothing hot");
+    assert!(contents(&read_only) == model);
+    drop(read_only);
+    // Resuming with another KEK than the rekey started with is refused, before anything is written.
+    let volume = fixture.open(&store, true);
+    let before = store.ops();
+    let err =
+        volume.deep_rekey_in_chunks(&fixture.provider, Some("other"), 512 << 10, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, Error::Disk { fault: DiskFault::Mismatch, .. }), "{err}");
+    assert!(err.to_string().contains("resume it with that key id"), "{err}");
+    assert_eq!(store.ops(), before);
+    // Asked to stop before it starts: no step is written.
+    volume.stop_deep_rekey();
+    let again = fixture_rekey_result(&fixture, &volume);
+    assert!(!again.finished && again.resumed);
+    assert_eq!(store.ops(), before, "a rekey stopped before its first step wrote");
+    // A stop asked for at the last step is not honoured, and does not stop the next rekey.
+    let done = volume
+        .deep_rekey_in_chunks(&fixture.provider, None, 512 << 10, &mut |p| {
+            if p.done == p.total {
+                volume.stop_deep_rekey();
+            }
+        })
+        .unwrap();
+    assert!(done.finished && done.resumed);
+    assert!(contents(&volume) == model);
+    let next = fixture_rekey_result(&fixture, &volume);
+    assert!(next.finished && !next.resumed);
+    drop(volume);
+    let volume = fixture.open(&store, false);
+    assert!(volume.header().unwrap().reencryption.is_none());
+    assert!(contents(&volume) == model);
+}
+
+fn fixture_rekey_result(fixture: &Fixture, volume: &Volume) -> sectorcrypt::disk::DeepRekey {
+    volume.deep_rekey_in_chunks(&fixture.provider, None, 512 << 10, &mut |_| {}).unwrap()
+}
+
 #[test]
 fn a_read_only_volume_is_refused_and_nothing_is_written() {
     let fixture = Fixture::new();

@@ -19,7 +19,7 @@
 //! an unwritten one (`docs/FORMAT.md`, "Unallocated data units").
 
 use super::format::{Header, HeaderPair};
-use super::keyed::{Keys, UnitKey};
+use super::keyed::{Keys, Rekeying, UnitKey};
 use super::members::{Member, disk_error, storage_error};
 use super::thin::{clear_unwritten_sectors, is_zero, unwritable};
 use crate::error::{DiskFault, Error, Result};
@@ -27,7 +27,7 @@ use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
 use crate::storage::{IoEngine, Storage};
 use crate::xts::{BackendChoice, DataUnits, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
-use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Stripes of the per-unit write lock: unit `n` is guarded by lock `n % UNIT_LOCKS`.
 const UNIT_LOCKS: u64 = 64;
@@ -126,10 +126,8 @@ pub struct Volume {
     pub(crate) pairs: Mutex<Vec<HeaderPair>>,
     /// The DEK (two during a deep rekey) and where each applies.
     pub(crate) keys: RwLock<Keys>,
-    /// Bumped whenever a deep rekey moves past a zone it was rewriting; I/O waiting for that zone waits
-    /// on `moved` for a change.
-    pub(crate) epoch: Mutex<u64>,
-    pub(crate) moved: Condvar,
+    /// What a deep rekey shares with the I/O beside it.
+    pub(crate) rekeying: Rekeying,
     pub(crate) unit: u64,
     stripe: u64,
     size: u64,
@@ -243,8 +241,7 @@ impl Volume {
             header,
             pairs: Mutex::default(),
             keys: RwLock::new(keys),
-            epoch: Mutex::new(0),
-            moved: Condvar::new(),
+            rekeying: Rekeying::default(),
             unit,
             stripe,
             size,
@@ -520,7 +517,7 @@ impl Volume {
     /// asynchronously; pread/pwrite for page-cache I/O, which is a synchronous copy either way and which
     /// io_uring hands to its worker threads for writes, adding a wakeup (`docs/PERFORMANCE.md`). Stores
     /// without a descriptor move their bytes through the [`Storage`](crate::storage::Storage) trait.
-    fn engine(&self) -> IoEngine {
+    pub(crate) fn engine(&self) -> IoEngine {
         let all_fds = self.stores.iter().all(|s| s.direct_fd().is_some());
         match self.options.io {
             _ if !all_fds => IoEngine::Sync,
@@ -555,7 +552,7 @@ impl Volume {
                         Some((fd, _)) => Target::Fd(fd),
                         None => Target::Store(storage),
                     };
-                    Op { target, offset: piece.physical, slot, len: piece.len, write: piece.write }
+                    Op { target, offset: piece.physical, slot, within: 0, len: piece.len, write: piece.write }
                 })
                 .collect();
             if let Err(err) = worker.run(&ops) {

@@ -13,7 +13,8 @@ use super::datapath::Volume;
 use super::format::{FINGERPRINT, PIECE};
 use crate::error::Result;
 use crate::xts::{DataUnits, Xts};
-use std::sync::RwLockReadGuard;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex, RwLockReadGuard};
 
 /// The fingerprint of one 512-byte piece: the first bytes of its ciphertext under the new DEK.
 pub(crate) type Fingerprint = [u8; FINGERPRINT as usize];
@@ -21,10 +22,11 @@ pub(crate) type Fingerprint = [u8; FINGERPRINT as usize];
 /// The DEKs of a volume and where each applies.
 #[derive(Debug)]
 pub(crate) struct Keys {
-    /// The DEK at rest, or the old one during a deep rekey.
-    pub(crate) old: Xts,
+    /// The DEK at rest, or the old one during a deep rekey. Shared, so a deep rekey's re-encryption
+    /// holds the ciphers, not the lock: the lock's holders are only the requests running now.
+    pub(crate) old: Arc<Xts>,
     /// The new DEK during a deep rekey.
-    pub(crate) new: Option<Xts>,
+    pub(crate) new: Option<Arc<Xts>>,
     /// Per member (in member-index order).
     pub(crate) members: Vec<MemberKeys>,
 }
@@ -46,6 +48,17 @@ pub(crate) struct Hot {
     pub(crate) fingerprints: Option<Vec<Fingerprint>>,
 }
 
+/// What a deep rekey shares with the I/O that goes on beside it.
+#[derive(Debug, Default)]
+pub(crate) struct Rekeying {
+    /// Bumped whenever a deep rekey moves past a zone it was rewriting; I/O waiting for that zone
+    /// waits on `moved` for a change.
+    pub(crate) epoch: Mutex<u64>,
+    pub(crate) moved: Condvar,
+    /// Set by [`Volume::stop_deep_rekey`]; the rekey that honours it clears it.
+    pub(crate) stop: AtomicBool,
+}
+
 /// The key a run of data units is under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum UnitKey {
@@ -57,8 +70,8 @@ pub(crate) enum UnitKey {
 
 impl Keys {
     /// One DEK for every unit of `members` members.
-    pub(crate) fn at_rest(xts: Xts, members: usize) -> Keys {
-        Keys { old: xts, new: None, members: vec![MemberKeys::default(); members] }
+    pub(crate) fn at_rest(xts: impl Into<Arc<Xts>>, members: usize) -> Keys {
+        Keys { old: xts.into(), new: None, members: vec![MemberKeys::default(); members] }
     }
 
     /// The key member-local unit `unit` of `member` is under, and how many units from it on are under
@@ -182,15 +195,15 @@ impl Volume {
     /// for the whole request, so the rekey cannot start rewriting under it.
     pub(crate) fn keys_for(&self, spans: &[(u64, u64)]) -> RwLockReadGuard<'_, Keys> {
         loop {
-            let epoch = *self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            let epoch = *self.rekeying.epoch.lock().unwrap_or_else(|p| p.into_inner());
             let keys = self.read_keys();
             if !spans.iter().any(|&(offset, len)| self.touches_busy(&keys, offset, len)) {
                 return keys;
             }
             drop(keys);
-            let mut now = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut now = self.rekeying.epoch.lock().unwrap_or_else(|p| p.into_inner());
             while *now == epoch {
-                now = self.moved.wait(now).unwrap_or_else(|p| p.into_inner());
+                now = self.rekeying.moved.wait(now).unwrap_or_else(|p| p.into_inner());
             }
         }
     }

@@ -80,7 +80,10 @@ pub struct Op<'f> {
     pub offset: u64,
     /// Which staging slot.
     pub slot: usize,
-    /// Bytes to move (at most [`SLOT_LEN`]).
+    /// Where in the slot the bytes start.
+    pub within: usize,
+    /// Bytes to move: to the end of the slot, or on through the slots after it (the arena is one
+    /// piece of memory), up to the end of the arena.
     pub len: usize,
     /// Write from the slot (else read into it).
     pub write: bool,
@@ -140,11 +143,28 @@ impl Worker {
         bytemuck::cast_slice_mut::<Page, u8>(&mut self.arena).chunks_exact_mut(SLOT_LEN)
     }
 
+    /// The whole arena: the slots one after the other.
+    pub fn arena(&self) -> &[u8] {
+        bytemuck::cast_slice::<Page, u8>(&self.arena)
+    }
+
+    /// The whole arena, to fill or change.
+    pub fn arena_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut::<Page, u8>(&mut self.arena)
+    }
+
     /// Runs every op (at most `depth`, each in its own slot) and returns when all are done. A short
     /// transfer is continued; end of file on a read is an error.
     pub fn run(&mut self, ops: &[Op<'_>]) -> std::io::Result<()> {
-        let outside =
-            ops.len() > self.depth || ops.iter().any(|op| op.slot >= self.depth || op.len > SLOT_LEN);
+        // Checked arithmetic: the unsafe submission relies on this bound.
+        let end = |op: &Op<'_>| {
+            op.slot
+                .checked_mul(SLOT_LEN)
+                .and_then(|at| at.checked_add(op.within))
+                .and_then(|at| at.checked_add(op.len))
+        };
+        let outside = ops.len() > self.depth
+            || ops.iter().any(|op| end(op).is_none_or(|end| end > self.depth * SLOT_LEN));
         if outside {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -178,7 +198,7 @@ impl Worker {
     fn run_sync(&mut self, ops: &[Op<'_>]) -> std::io::Result<()> {
         let bytes = bytemuck::cast_slice_mut::<Page, u8>(&mut self.arena);
         for op in ops {
-            let slot = &mut bytes[op.slot * SLOT_LEN..][..op.len];
+            let slot = &mut bytes[op.slot * SLOT_LEN + op.within..][..op.len];
             match (op.target, op.write) {
                 (Target::Store(store), true) => store.write_at(slot, op.offset)?,
                 (Target::Store(store), false) => store.read_at(slot, op.offset)?,
@@ -244,8 +264,8 @@ impl Worker {
         let fd = types::Fd(fd.as_raw_fd());
         let len = (op.len - from) as u32;
         let offset = op.offset + from as u64;
-        // The address stays inside the arena: `run` checked slot < depth and len <= SLOT_LEN.
-        let addr = base.wrapping_add(op.slot * SLOT_LEN + from);
+        // The address stays inside the arena: `run` checked that the op ends inside it.
+        let addr = base.wrapping_add(op.slot * SLOT_LEN + op.within + from);
         let entry = match (op.write, ring.fixed) {
             (false, true) => opcode::ReadFixed::new(fd, addr, len, 0).offset(offset).build(),
             (true, true) => opcode::WriteFixed::new(fd, addr, len, 0).offset(offset).build(),

@@ -17,6 +17,11 @@
 //!    chunk's step 3, or the last one), so no unit the durable header calls hot is ever written by
 //!    anyone else.
 //!
+//! Steps 1-2 of chunk k + 1 run while steps 3-4 of chunk k do ([`steps`]): the storage reads and
+//! writes at once and the cipher works meanwhile, through the data path's I/O engine (io_uring on the
+//! O_DIRECT descriptor where there is one). The live hot zone then spans both chunks; only the header
+//! updates, one chunk at a time, are durable, so a crash still finds at most one chunk torn.
+//!
 //! After a crash, the next writable open (or the resumed rekey) settles the hot zone: each piece whose
 //! first bytes match its fingerprint is new, any other old, so every unit, torn or not, is recovered
 //! ([`merge_decrypt`]) and written again under the new DEK; XTS being deterministic, that is the very
@@ -25,14 +30,18 @@
 
 use super::datapath::Volume;
 use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, PIECE, Reencryption};
-use super::keyed::{Fingerprint, Hot, Keys, fingerprints, merge_decrypt};
+use super::keyed::{Fingerprint, Hot, Keys, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
 use super::thin::{SECTOR, is_zero, unwritable};
+use steps::Work;
+
+mod steps;
 use crate::error::{DiskFault, Error, Result};
 use crate::keys::{KeyProvider, KeyRef};
 use crate::storage::Storage;
 use crate::xts::{BackendChoice, DataUnits, Xts};
 use sha2::Digest;
+use std::sync::atomic::Ordering;
 
 /// How far a deep rekey has come, for a progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +59,9 @@ pub struct DeepRekey {
     pub key_ref: KeyRef,
     /// True when it picked up an interrupted rekey instead of starting one.
     pub resumed: bool,
+    /// False when it stopped on request ([`Volume::stop_deep_rekey`]) before the end: the volume is
+    /// left in the middle of the rekey, fully usable, and the next deep rekey resumes it.
+    pub finished: bool,
 }
 
 /// The keys of members being opened: the DEK, and during a deep rekey the new DEK, each member's
@@ -66,7 +78,7 @@ pub(crate) fn open_keys(
         return Ok(keys);
     };
     let new = provider.unwrap_dek(&record.new_dek)?;
-    keys.new = Some(Xts::new(new.xts_key(), backend)?);
+    keys.new = Some(Xts::new(new.xts_key(), backend)?.into());
     for (member, state) in members.iter().zip(&mut keys.members) {
         // A member the rekey has not reached yet has no record: all of it is under the old DEK.
         let Some(record) = &member.header().reencryption else { continue };
@@ -211,12 +223,16 @@ impl Volume {
 
     /// Moves `member`'s position to `position` with no hot zone, durably, then lets I/O there resume.
     fn advance(&self, member: usize, position: u64) -> Result<()> {
-        self.write_header(member, |h| {
-            if let Some(record) = h.reencryption.as_mut() {
-                record.position = position;
-                record.hot = 0;
-            }
-        })?;
+        let durable = self.current_header(member).reencryption.map(|r| (r.position, r.hot));
+        // Already so on disk (a rekey stopped before its first step): nothing to write.
+        if durable != Some((position, 0)) {
+            self.write_header(member, |h| {
+                if let Some(record) = h.reencryption.as_mut() {
+                    record.position = position;
+                    record.hot = 0;
+                }
+            })?;
+        }
         {
             let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
             keys.members[member].position = position;
@@ -227,8 +243,8 @@ impl Volume {
     }
 
     fn wake(&self) {
-        *self.epoch.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.moved.notify_all();
+        *self.rekeying.epoch.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.rekeying.moved.notify_all();
     }
 
     /// Re-encrypts the hot zones a crash left (a writable open does this before anything else).
@@ -293,7 +309,7 @@ impl Volume {
     /// re-encrypts every data unit to it, while other threads keep reading and writing this volume;
     /// then retires the old DEK. On a disk whose deep rekey was interrupted, resumes it (and keeps the
     /// new DEK it had). `progress` is called after each chunk. Stops at the first error, leaving the
-    /// disk readable and the rekey resumable.
+    /// disk readable and the rekey resumable, or when asked to ([`Volume::stop_deep_rekey`]).
     pub fn deep_rekey(
         &self,
         provider: &dyn KeyProvider,
@@ -301,6 +317,13 @@ impl Volume {
         progress: &mut dyn FnMut(RekeyProgress),
     ) -> Result<DeepRekey> {
         self.deep_rekey_in_chunks(provider, new_key_id, MAX_HOT_BYTES, progress)
+    }
+
+    /// Asks the deep rekey running on this volume (in another thread), or the next one to start, to
+    /// stop after the step it is writing: it returns with [`DeepRekey::finished`] false, the volume
+    /// in the middle of the rekey, with nothing to settle. Returns at once; does not wait.
+    pub fn stop_deep_rekey(&self) {
+        self.rekeying.stop.store(true, Ordering::SeqCst);
     }
 
     /// [`Volume::deep_rekey`] with chunks of at most `chunk_bytes` (rounded down to whole units, at most
@@ -327,15 +350,28 @@ impl Volume {
                 "its data area starts before 1 MiB, where a deep rekey keeps its resilience areas",
             ));
         }
-        self.settle()?;
         let record = (0..self.stores.len()).find_map(|m| self.current_header(m).reencryption);
+        if let (Some(record), Some(id)) = (&record, new_key_id) {
+            // Resuming keeps the new DEK already chosen: another KEK cannot be had without starting over.
+            let current = record.new_dek.key_ref().key_id();
+            if current != id {
+                return Err(disk_error(
+                    &name,
+                    DiskFault::Mismatch,
+                    format!(
+                        "is in the middle of a deep rekey to key '{current}', not '{id}': resume it with that key id, or none"
+                    ),
+                ));
+            }
+        }
+        self.settle()?;
         let resumed = record.is_some();
         let new_dek = match record {
             Some(record) => record.new_dek,
             None => {
                 let (dek, wrapped) = provider.new_wrapped_dek(header.cipher, new_key_id)?;
                 let new = Xts::new(dek.xts_key(), BackendChoice::Named(self.backend()))?;
-                self.keys.write().unwrap_or_else(|p| p.into_inner()).new = Some(new);
+                self.keys.write().unwrap_or_else(|p| p.into_inner()).new = Some(new.into());
                 wrapped
             }
         };
@@ -354,58 +390,51 @@ impl Volume {
             }
         }
         let total = self.size();
-        let units = header.data_size / self.unit;
-        let max_chunk = (chunk_bytes.min(MAX_HOT_BYTES) / self.unit).max(1);
-        let done = |member: usize, position: u64| (member as u64 * units + position) * self.unit;
+        let units = self.member_units();
+        let chunk = (chunk_bytes.min(MAX_HOT_BYTES) / self.unit).max(1);
         for member in 0..self.stores.len() {
-            loop {
-                // The durable position, and the step before it (rewritten, still named hot until the
-                // next header update moves past it).
-                let (position, pending) = {
-                    let keys = self.read_keys();
-                    let state = &keys.members[member];
-                    (state.position, state.hot.as_ref().map_or(0, |h| h.len))
-                };
-                let start = position + pending;
-                if start >= units {
-                    if pending > 0 {
-                        self.advance(member, start)?;
+            // The durable position, and the step before it (rewritten, still named hot until the next
+            // header update moves past it): after `settle`, none.
+            let (position, pending) = {
+                let keys = self.read_keys();
+                let state = &keys.members[member];
+                (state.position, state.hot.as_ref().map_or(0, |h| h.len))
+            };
+            let mut report =
+                |end: u64| progress(RekeyProgress { done: (member as u64 * units + end) * self.unit, total });
+            let outcome = self.run_steps(member, position + pending, chunk, Work::Rekey, &mut report);
+            let end = match outcome {
+                Ok(end) => end,
+                Err(err) => {
+                    // Back to what the durable header says, as a crash would leave it: reads of a hot zone go
+                    // on piece by piece, and writes to it are refused until a writable open settles it.
+                    let (position, hot) = self.unsettled(member);
+                    {
+                        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                        keys.members[member].position = position;
+                        keys.members[member].hot = hot;
                     }
-                    break;
+                    self.wake();
+                    return Err(err);
                 }
-                let len = max_chunk.min(units - start);
-                self.rekey_chunk(member, position, start, len)?;
-                progress(RekeyProgress { done: done(member, start + len), total });
+            };
+            // The last step written is released with the position at its end: the member's end, or
+            // where a stop request came (a step read ahead but not written is released too).
+            if self.read_keys().members[member].hot.is_some() {
+                self.advance(member, end)?;
+            }
+            if end < units {
+                return Ok(DeepRekey { key_ref: new_dek.key_ref().clone(), resumed, finished: false });
             }
         }
         self.finish()?;
-        Ok(DeepRekey { key_ref: new_dek.key_ref().clone(), resumed })
+        // A stop asked for too late to be honoured does not stop the next rekey.
+        self.rekeying.stop.store(false, Ordering::SeqCst);
+        Ok(DeepRekey { key_ref: new_dek.key_ref().clone(), resumed, finished: true })
     }
 
     fn current_header(&self, member: usize) -> Header {
         self.pairs.lock().unwrap_or_else(|p| p.into_inner())[member].header().clone()
-    }
-
-    /// Steps 1-5 of the module's description for the `len` units of `member` from `start`, `position`
-    /// being the durable position (the previous step, from it to `start`, is still named hot).
-    fn rekey_chunk(&self, member: usize, position: u64, start: u64, len: u64) -> Result<()> {
-        // 1: a live hot zone over this step (and the previous one, until the header moves past it);
-        // taking the write lock waits for the requests running now.
-        self.keys.write().unwrap_or_else(|p| p.into_inner()).members[member].hot =
-            Some(Hot { len: start - position + len, fingerprints: None });
-        let outcome = self.rewrite_chunk(member, start, len);
-        if outcome.is_err() {
-            // Back to what the durable header says, as a crash would leave it: reads of a hot zone go
-            // on piece by piece, and writes to it are refused until a writable open settles it.
-            let (position, hot) = self.unsettled(member);
-            {
-                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-                keys.members[member].position = position;
-                keys.members[member].hot = hot;
-            }
-            self.wake();
-        }
-        outcome
     }
 
     /// The position and hot zone the durable header names for `member`.
@@ -419,74 +448,6 @@ impl Volume {
         // wrong until a writable open, which checks the area again and refuses if it is still bad.
         let prints = read_area(self.stores[member].as_ref(), &header, record).unwrap_or_default();
         (record.position, Some(Hot { len: record.hot, fingerprints: Some(prints) }))
-    }
-
-    /// The runs of `len` member-local units from `position` that are logically consecutive, at most
-    /// 1 MiB each (so the cipher spreads over the cores): (first unit in the chunk, units, logical).
-    fn runs(&self, member: usize, position: u64, len: u64) -> Vec<(u64, u64, u64)> {
-        let most = ((1 << 20) / self.unit).max(1);
-        let mut runs = Vec::new();
-        let mut local = 0;
-        while local < len {
-            let (logical, run) = self.logical_unit(member, position + local);
-            let take = run.min(len - local).min(most);
-            runs.push((local, take, logical));
-            local += take;
-        }
-        runs
-    }
-
-    fn rewrite_chunk(&self, member: usize, position: u64, len: u64) -> Result<()> {
-        let store = self.stores[member].as_ref();
-        let fail = self.store_error(member);
-        let at = self.data_offset + position * self.unit;
-        // 2: read and re-encrypt.
-        let mut buf = vec![0u8; (len * self.unit) as usize];
-        store.read_at(&mut buf, at).map_err(&fail)?;
-        {
-            use rayon::prelude::*;
-            let keys = self.read_keys();
-            let new = keys.new.as_ref().expect("a deep rekey has its new DEK");
-            let mut parts = Vec::new();
-            let mut rest = &mut buf[..];
-            for (_, count, logical) in self.runs(member, position, len) {
-                let (part, after) = rest.split_at_mut((count * self.unit) as usize);
-                parts.push((part, logical));
-                rest = after;
-            }
-            parts
-                .into_par_iter()
-                .try_for_each(|(part, logical)| reencrypt(&keys.old, new, part, self.dek_units(logical)?))?;
-        }
-        // 3: fingerprints to the area the header does not name, then the header names them.
-        let header = self.current_header(member);
-        let area = header.reencryption.as_ref().map_or(0, |r| 1 - r.area);
-        let prints: Vec<u8> = fingerprints(&buf).concat();
-        store.write_at(&prints, AREA_OFFSETS[area as usize]).map_err(&fail)?;
-        store.flush().map_err(&fail)?;
-        let area_sum: [u8; 32] = sha2::Sha256::digest(&prints).into();
-        // This one header update also moves the position past the previous step (its data is flushed),
-        // which I/O may touch again from now on.
-        self.write_header(member, |h| {
-            if let Some(record) = h.reencryption.as_mut() {
-                record.position = position;
-                record.hot = len;
-                record.area = area;
-                record.area_sum = area_sum;
-            }
-        })?;
-        {
-            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            keys.members[member].position = position;
-            keys.members[member].hot = Some(Hot { len, fingerprints: None });
-        }
-        self.wake();
-        // 4: the new ciphertext (unwritten units stay holes).
-        write_written(store, at, &buf, self.unit as usize).map_err(&fail)?;
-        store.flush().map_err(&fail)?;
-        // 5: the next step's header update (or the last one) moves past this chunk; until then it stays
-        // a live hot zone, so nobody else writes where the durable header says "hot".
-        Ok(())
     }
 
     /// Retires the old DEK: every member's header becomes version 1 with the new DEK and the next

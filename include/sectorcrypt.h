@@ -24,6 +24,12 @@
 #define SC_OK 0
 
 /**
+ * Not an error: a deep rekey stopped, as `sc_volume_deep_rekey_stop` asked, before its end; the
+ * volume is in the middle of it, fully usable, and the next `sc_volume_deep_rekey` resumes it.
+ */
+#define SC_STOPPED 1
+
+/**
  * An argument is NULL, out of range or malformed (a length that is not whole data units, an offset
  * past the end, an unknown backend, equal key halves, a bad provider spec, a store too small), or a
  * store holds no sectorcrypt disk at all (no magic in either header copy).
@@ -416,14 +422,25 @@ int sc_volume_flush(const struct sc_volume *volume);
  * Deep rekey: a new data key (wrapped under the KEK `new_key_id` names at `key_provider`, or a fresh
  * one when NULL), and every data unit re-encrypted to it, while other threads keep reading and writing
  * `volume` (I/O to the few megabytes being rewritten waits for them). On a volume whose deep rekey
- * was interrupted (a crash, a kill, an I/O error), resumes it. Blocks until done; `progress` (may be
- * NULL) is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
+ * was interrupted (a crash, a kill, an I/O error, a stop), resumes it. Blocks until done, or until
+ * `sc_volume_deep_rekey_stop` asks it to stop (then returns `SC_STOPPED`); `progress` (may be NULL)
+ * is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
  *
  * # Safety
  * `volume` is NULL or open; `key_provider` is NULL or a C string; `new_key_id` is NULL or a C
  * string; `progress`, when not NULL, may be called with `ctx` from this thread.
  */
 int sc_volume_deep_rekey(const struct sc_volume *volume, const char *key_provider, const char *new_key_id, sc_progress_fn progress, void *ctx);
+
+/**
+ * Asks the deep rekey running on `volume` (in another thread), or the next one to start, to stop
+ * after the step it is writing (a few megabytes); that call then returns `SC_STOPPED`. Returns at
+ * once. Use it before closing a volume whose rekey runs in a thread of its own.
+ *
+ * # Safety
+ * `volume` is NULL or open.
+ */
+int sc_volume_deep_rekey_stop(const struct sc_volume *volume);
 
 /**
  * Makes `len` bytes at `offset` read as zeros, giving whole data units back to the stores (TRIM);

@@ -73,13 +73,26 @@ impl Setup {
     /// nbdkit serving `disk` through the filter with `key-provider=provider`, running `run` (a shell
     /// command; `$uri` is the export) as its captive client, in the temporary directory.
     fn nbdkit(&self, disk: &str, provider: Option<&str>, run: &str) -> Output {
+        self.nbdkit_with(&[], disk, provider, &[], run)
+    }
+
+    /// [`Setup::nbdkit`] with more options for nbdkit (`options`: `-v`, filters under ours) and more
+    /// parameters (`extra`).
+    fn nbdkit_with(
+        &self,
+        options: &[&str],
+        disk: &str,
+        provider: Option<&str>,
+        extra: &[&str],
+        run: &str,
+    ) -> Output {
         let mut cmd = Command::new("nbdkit");
-        cmd.args(["-U", "-", "--exit-with-parent"])
-            .arg(format!("--filter={}", filter().display()))
-            .args(["file", disk]);
+        cmd.args(["-U", "-", "--exit-with-parent"]).arg(format!("--filter={}", filter().display()));
+        cmd.args(options).args(["file", disk]);
         if let Some(provider) = provider {
             cmd.arg(format!("key-provider={provider}"));
         }
+        cmd.args(extra);
         cmd.args(["--run", run]).current_dir(self.dir.path()).stdin(Stdio::null()).process_group(0);
         captive(cmd, Duration::from_secs(120))
     }
@@ -286,6 +299,98 @@ fn refusals_name_the_cause_and_write_nothing() {
     }
     std::fs::write(setup.path("damaged.disk"), &disk).unwrap();
     assert_refused(&setup, "damaged.disk", Some(&setup.provider()), "damaged");
+}
+
+/// `deep-rekey=on`: the filter re-encrypts the disk to a new data key in the background while a client
+/// keeps writing and reading it. Under the delay filter (each read of the file 100 ms, so the rekey
+/// takes seconds), the client ends first and nbdkit stops the rekey on its way out: the disk is left in
+/// the middle of it. The next nbdkit with `deep-rekey=on` resumes and finishes it, and every byte the
+/// client wrote is there. Bad combinations of the parameters are refused, writing nothing.
+#[test]
+fn deep_rekey_on_runs_beside_a_client_stops_with_nbdkit_and_resumes() {
+    let setup = Setup::new();
+    let size = 64 * MIB;
+    let mut model = common::pattern(size, 12);
+    setup.write_file("fill.img", &model);
+    run_ok(
+        Command::new(SECTORCRYPT)
+            .args([
+                "disk",
+                "write",
+                "--offset",
+                "0",
+                "--from",
+                "fill.img",
+                "--key-provider",
+                &setup.provider(),
+            ])
+            .arg("vm1.disk")
+            .current_dir(setup.dir.path()),
+    );
+    let info = || -> serde_json::Value {
+        let out =
+            run_ok(Command::new(SECTORCRYPT).args(["disk", "info", "--json"]).arg(setup.path("vm1.disk")));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = info();
+    let client = r#"qemu-io -f raw "$uri" -c 'write -P 7 1000 5000' -c 'read -P 7 1000 5000'                     -c 'write -P 9 40000000 70000' -c 'read -P 9 40000000 70000'"#;
+    let out = setup.nbdkit_with(
+        &["-v", "--filter=delay"],
+        "vm1.disk",
+        Some(&setup.provider()),
+        &["deep-rekey=on", "new-key-id=after-rekey", "delay-read=100ms"],
+        client,
+    );
+    assert_ok(&out, "a client beside a deep rekey");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    model[1000..6000].fill(7);
+    model[40_000_000..40_070_000].fill(9);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("deep rekey stopped with nbdkit"), "{stderr}");
+    let stopped = info();
+    assert!(stopped["reencryption"].is_object(), "no rekey in progress: {stopped}");
+    assert!(setup.read_back(0, size) == model, "the disk holds other bytes mid-rekey");
+    // nbdkit -r serves the disk mid-rekey as it is, writing nothing.
+    let image = std::fs::read(setup.path("vm1.disk")).unwrap();
+    let out =
+        setup.nbdkit_with(&["-r"], "vm1.disk", Some(&setup.provider()), &[], r#"nbdcopy "$uri" out.img"#);
+    assert_ok(&out, "nbdkit -r mid-rekey");
+    assert!(std::fs::read(setup.path("out.img")).unwrap() == model, "nbdkit -r serves other bytes mid-rekey");
+    assert!(std::fs::read(setup.path("vm1.disk")).unwrap() == image, "nbdkit -r wrote to the disk");
+    // Resumed (when the first client connects) and finished: the client waits until the header says so.
+    let wait = format!(
+        r#"qemu-io -f raw "$uri" -c 'read -P 7 1000 5000' >/dev/null || exit 1; for i in $(seq 300); do {SECTORCRYPT} disk info --json vm1.disk | grep -q '"generation":{}' && exit 0; sleep 0.1; done; exit 1"#,
+        before["generation"].as_u64().unwrap() + 1
+    );
+    let out = setup.nbdkit_with(&["-v"], "vm1.disk", Some(&setup.provider()), &["deep-rekey=on"], &wait);
+    assert_ok(&out, "a resumed deep rekey");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deep rekey finished"));
+    let after = info();
+    assert!(after["reencryption"].is_null(), "{after}");
+    assert_ne!(after["dek_verifier"], before["dek_verifier"]);
+    assert!(after["key_ref"].as_str().unwrap().ends_with("/after-rekey"), "{after}");
+    assert!(setup.read_back(0, size) == model, "the disk holds other bytes after the rekey");
+    // Refused before anything is served or written.
+    let image = std::fs::read(setup.path("vm1.disk")).unwrap();
+    for (options, extra, cause) in [
+        (&[][..], &["new-key-id=x"][..], "new-key-id=ID needs deep-rekey=on"),
+        (&[], &["deep-rekey=maybe"], "deep-rekey=maybe: expected on or off"),
+        (&["-r"], &["deep-rekey=on"], "deep-rekey=on needs a writable export"),
+    ] {
+        let run = r#"qemu-io -r -f raw "$uri" -c 'read 0 4096'"#;
+        let out = setup.nbdkit_with(options, "vm1.disk", Some(&setup.provider()), extra, run);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(cause),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(std::fs::read(setup.path("vm1.disk")).unwrap() == image);
 }
 
 /// `format=luks`: a LUKS1 image made by qemu-img and a LUKS2 image made by cryptsetup (4 KiB sectors),

@@ -7,6 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Success.
 pub const SC_OK: c_int = 0;
+/// Not an error: a deep rekey stopped, as `sc_volume_deep_rekey_stop` asked, before its end; the
+/// volume is in the middle of it, fully usable, and the next `sc_volume_deep_rekey` resumes it.
+pub const SC_STOPPED: c_int = 1;
 /// An argument is NULL, out of range or malformed (a length that is not whole data units, an offset
 /// past the end, an unknown backend, equal key halves, a bad provider spec, a store too small), or a
 /// store holds no sectorcrypt disk at all (no magic in either header copy).

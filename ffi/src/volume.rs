@@ -2,7 +2,7 @@
 //! caller's stores, and their creation.
 
 use crate::args::{bytes, bytes_mut, check_out, give, optional_text, text};
-use crate::error::{Failure, guard};
+use crate::error::{Failure, SC_OK, SC_STOPPED, guard};
 use crate::storage::{CStorage, sc_storage};
 use sectorcrypt::disk::{CreateOptions, Mode, OpenOptions, Volume};
 use sectorcrypt::keys::open_provider;
@@ -323,8 +323,9 @@ pub type sc_progress_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, done: u6
 /// Deep rekey: a new data key (wrapped under the KEK `new_key_id` names at `key_provider`, or a fresh
 /// one when NULL), and every data unit re-encrypted to it, while other threads keep reading and writing
 /// `volume` (I/O to the few megabytes being rewritten waits for them). On a volume whose deep rekey
-/// was interrupted (a crash, a kill, an I/O error), resumes it. Blocks until done; `progress` (may be
-/// NULL) is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
+/// was interrupted (a crash, a kill, an I/O error, a stop), resumes it. Blocks until done, or until
+/// `sc_volume_deep_rekey_stop` asks it to stop (then returns `SC_STOPPED`); `progress` (may be NULL)
+/// is called with `ctx` after each step. Needs a volume opened with `SC_OPEN_WRITE`.
 ///
 /// # Safety
 /// `volume` is NULL or open; `key_provider` is NULL or a C string; `new_key_id` is NULL or a C
@@ -337,7 +338,8 @@ pub unsafe extern "C" fn sc_volume_deep_rekey(
     progress: sc_progress_fn,
     ctx: *mut c_void,
 ) -> c_int {
-    guard(|| {
+    let mut finished = true;
+    let rc = guard(|| {
         // SAFETY: the caller's guarantees.
         let (volume, spec, key_id) = unsafe {
             (live(volume)?, text(key_provider, "key_provider")?, optional_text(new_key_id, "new_key_id")?)
@@ -349,7 +351,23 @@ pub unsafe extern "C" fn sc_volume_deep_rekey(
                 unsafe { callback(ctx, step.done, step.total) };
             }
         };
-        volume.volume.deep_rekey(provider.as_ref(), key_id, &mut report)?;
+        finished = volume.volume.deep_rekey(provider.as_ref(), key_id, &mut report)?.finished;
+        Ok(())
+    });
+    if rc == SC_OK && !finished { SC_STOPPED } else { rc }
+}
+
+/// Asks the deep rekey running on `volume` (in another thread), or the next one to start, to stop
+/// after the step it is writing (a few megabytes); that call then returns `SC_STOPPED`. Returns at
+/// once. Use it before closing a volume whose rekey runs in a thread of its own.
+///
+/// # Safety
+/// `volume` is NULL or open.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sc_volume_deep_rekey_stop(volume: *const sc_volume) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's guarantee.
+        unsafe { live(volume)? }.volume.stop_deep_rekey();
         Ok(())
     })
 }

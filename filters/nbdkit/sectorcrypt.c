@@ -5,7 +5,7 @@
  *   nbdkit --filter=./filters/nbdkit/nbdkit-sectorcrypt-filter.so file vm1.disk key-provider=native:KDK
  *   nbdkit --filter=./filters/nbdkit/nbdkit-sectorcrypt-filter.so file img.luks format=luks passphrase-file=F
  *
- * How it works: after nbdkit forks (.after_fork) the filter opens one shared context into the plugin
+ * How it works: when the first client connects, the filter opens one shared context into the plugin
  * and opens the disk on it through sectorcrypt's C ABI (sc_disk_open_storage), with that context's
  * pread/pwrite/flush/zero as the store's functions. Every connection then reads and writes the one
  * volume, so the library's per-data-unit locks cover all of them: unaligned writes from two clients
@@ -25,6 +25,13 @@
  * on the same data path; its header is never written, and zeroing or trimming writes encrypted zeros
  * (LUKS has no unwritten sectors).
  *
+ * With deep-rekey=on [new-key-id=ID] it also starts a deep rekey of the disk (a new data key, every
+ * data unit re-encrypted) in a thread of its own once the disk is open (when the first client connects),
+ * while clients keep reading and writing it. Progress goes to the debug log (-v); a failure is logged as an error and the disk stays
+ * served. When nbdkit stops before the rekey ends, the rekey stops after the step it is writing and
+ * the disk is left in the middle of it, fully usable; deep-rekey=on again (or `sectorcrypt disk rekey
+ * --deep`) resumes it. A disk left in the middle of a rekey by a crash is resumed the same way.
+ *
  * Datastore mode (a group striped over several stores) is not served here: a filter sits on one
  * plugin, so it sees one store. Open groups through the C ABI (sc_group_open, sc_group_open_storage).
  */
@@ -33,6 +40,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +51,14 @@
 static char *key_provider;
 static int format_luks;
 static char *passphrase_file;
+static int deep_rekey;
+static char *new_key_id;
+static pthread_t rekey_thread;
+static int rekey_running;
+/* Set when nbdkit stops: an error the rekey meets from then on is part of stopping, not a failure to
+ * report; so is ESHUTDOWN, which layers underneath return for I/O they abort as nbdkit begins to stop
+ * (before this filter's cleanup runs). */
+static atomic_int rekey_stopping;
 static nbdkit_next *shared_next;
 static sc_volume *volume;
 /* Why the disk could not be opened: every connection is refused with it. */
@@ -49,12 +66,23 @@ static const char *open_error;
 
 static int sectorcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata, const char *key,
                               const char *value) {
-    if (strcmp(key, "key-provider") == 0 || strcmp(key, "passphrase-file") == 0) {
-        char **field = strcmp(key, "key-provider") == 0 ? &key_provider : &passphrase_file;
+    if (strcmp(key, "key-provider") == 0 || strcmp(key, "passphrase-file") == 0 ||
+        strcmp(key, "new-key-id") == 0) {
+        char **field = strcmp(key, "key-provider") == 0      ? &key_provider
+                       : strcmp(key, "passphrase-file") == 0 ? &passphrase_file
+                                                             : &new_key_id;
         free(*field);
         *field = strdup(value);
         if (*field == NULL) {
             nbdkit_error("strdup: %m");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "deep-rekey") == 0) {
+        deep_rekey = nbdkit_parse_bool(value);
+        if (deep_rekey == -1) {
+            nbdkit_error("sectorcrypt: deep-rekey=%s: expected on or off", value);
             return -1;
         }
         return 0;
@@ -75,6 +103,14 @@ static int sectorcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit
         nbdkit_error("sectorcrypt: format=luks needs passphrase-file=FILE");
         return -1;
     }
+    if (format_luks && (deep_rekey || new_key_id != NULL)) {
+        nbdkit_error("sectorcrypt: deep-rekey and new-key-id are for sectorcrypt disks, not format=luks");
+        return -1;
+    }
+    if (new_key_id != NULL && !deep_rekey) {
+        nbdkit_error("sectorcrypt: new-key-id=ID needs deep-rekey=on");
+        return -1;
+    }
     if (!format_luks && key_provider == NULL) {
         nbdkit_error("sectorcrypt: key-provider=SPEC is required (e.g. key-provider=native:/path/to/kdk)");
         return -1;
@@ -90,6 +126,8 @@ static int sectorcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit
     "key-provider=<SPEC>     The key provider holding a sectorcrypt disk's key, e.g. native:/path/kdk.\n" \
     "format=sectorcrypt|luks A sectorcrypt VM disk (default) or a LUKS1/LUKS2 volume.\n"                 \
     "passphrase-file=<FILE>  The passphrase of a LUKS volume (one trailing newline is ignored).\n"       \
+    "deep-rekey=on           Re-encrypt the disk to a new data key in the background while serving it.\n" \
+    "new-key-id=<ID>         The key (KEK) that wraps the new data key (default: a new one).\n"           \
     "The cipher backend is the fastest this CPU has, or SECTORCRYPT_BACKEND from the environment."
 
 static int sectorcrypt_thread_model(void) {
@@ -203,7 +241,40 @@ static int store_zero(void *ctx, uint64_t offset, uint64_t len) {
     return 0;
 }
 
+/* ---- the deep rekey, in a thread of its own ---- */
+
+static void rekey_progress(void *ctx, uint64_t done, uint64_t total) {
+    (void)ctx;
+    nbdkit_debug("sectorcrypt: deep rekey: %" PRIu64 " of %" PRIu64 " bytes under the new data key", done,
+                 total);
+}
+
+static void *rekey_main(void *arg) {
+    (void)arg;
+    int rc = sc_volume_deep_rekey(volume, key_provider, new_key_id, rekey_progress, NULL);
+    if (rc == SC_OK) {
+        nbdkit_debug("sectorcrypt: deep rekey finished: the disk is under its new data key");
+    } else if (rc == SC_STOPPED || atomic_load(&rekey_stopping) || sc_last_errno() == ESHUTDOWN) {
+        nbdkit_debug("sectorcrypt: deep rekey stopped with nbdkit%s%s; deep-rekey=on resumes it",
+                     rc == SC_STOPPED ? "" : ": ", rc == SC_STOPPED ? "" : sc_last_error());
+    } else {
+        nbdkit_error("sectorcrypt: deep rekey: %s", sc_last_error());
+    }
+    return NULL;
+}
+
+/* Asks a running rekey to stop after the step it is writing, and waits for it. */
+static void stop_rekey(void) {
+    if (rekey_running) {
+        atomic_store(&rekey_stopping, 1);
+        sc_volume_deep_rekey_stop(volume);
+        pthread_join(rekey_thread, NULL);
+        rekey_running = 0;
+    }
+}
+
 static void close_shared(void) {
+    stop_rekey();
     sc_volume_close(volume);
     volume = NULL;
     if (shared_next != NULL) {
@@ -224,12 +295,23 @@ static void refuse(const char *what, const char *detail) {
     }
 }
 
-/* Opens the disk once for all connections: read-write where the plugin can write, else read-only.
- * Nothing here fails nbdkit itself: with --run, nbdkit has started its client already, which would
- * wait for ever on a server that exited. Each connection is refused with the cause instead. */
+static nbdkit_backend *backend_after_fork;
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static int open_tried;
+
 static int sectorcrypt_after_fork(nbdkit_backend *backend) {
-    int readonly = 0;
-    shared_next = nbdkit_next_context_open(backend, 0, "", 1);
+    backend_after_fork = backend;
+    return 0;
+}
+
+/* Opens the disk once for all connections, when the first one comes (only then does a filter learn
+ * whether nbdkit runs read-only, -r): read-write where nbdkit and the plugin can write, else
+ * read-only. Nothing here fails nbdkit itself: with --run, nbdkit has started its client already,
+ * which would wait for ever on a server that exited. Each connection is refused with the cause
+ * instead. */
+static void open_shared(int readonly) {
+    nbdkit_backend *backend = backend_after_fork;
+    shared_next = readonly ? NULL : nbdkit_next_context_open(backend, 0, "", 1);
     if (shared_next == NULL) {
         readonly = 1;
         shared_next = nbdkit_next_context_open(backend, 1, "", 1);
@@ -237,13 +319,13 @@ static int sectorcrypt_after_fork(nbdkit_backend *backend) {
     if (shared_next == NULL || shared_next->prepare(shared_next) == -1) {
         shared_next = NULL;
         refuse("cannot open the plugin underneath", "");
-        return 0;
+        return;
     }
     int64_t size = shared_next->get_size(shared_next);
     if (size == -1) {
         close_shared();
         refuse("the plugin underneath has no size", "");
-        return 0;
+        return;
     }
     if (!readonly && shared_next->can_write(shared_next) != 1) {
         readonly = 1;
@@ -265,7 +347,7 @@ static int sectorcrypt_after_fork(nbdkit_backend *backend) {
         if (passphrase == NULL) {
             close_shared();
             refuse("cannot read the passphrase file", "");
-            return 0;
+            return;
         }
         rc = sc_luks_open_storage(&store, (const uint8_t *)passphrase, len, flags, &volume);
         wipe(passphrase, 4097);
@@ -275,7 +357,7 @@ static int sectorcrypt_after_fork(nbdkit_backend *backend) {
     if (rc != 0) {
         close_shared();
         refuse("", sc_last_error());
-        return 0;
+        return;
     }
     struct sc_volume_info info;
     if (sc_volume_get_info(volume, &info) == 0) {
@@ -287,12 +369,33 @@ static int sectorcrypt_after_fork(nbdkit_backend *backend) {
     for (size_t i = 0; i < sc_volume_notice_count(volume); i++) {
         nbdkit_debug("sectorcrypt: notice: %s", sc_volume_notice(volume, i));
     }
-    return 0;
+    if (deep_rekey) {
+        if (readonly) {
+            close_shared();
+            refuse("deep-rekey=on needs a writable export (nbdkit runs with -r, or the plugin cannot write)",
+                   "");
+            return;
+        }
+        int err = pthread_create(&rekey_thread, NULL, rekey_main, NULL);
+        if (err != 0) {
+            close_shared();
+            refuse("cannot start the deep rekey: ", strerror(err));
+            return;
+        }
+        rekey_running = 1;
+    }
+    return;
 }
 
 static void *sectorcrypt_open(nbdkit_next_open *next, nbdkit_context *context, int readonly,
                               const char *exportname, int is_tls) {
     (void)is_tls;
+    pthread_mutex_lock(&open_lock);
+    if (!open_tried) {
+        open_tried = 1;
+        open_shared(readonly);
+    }
+    pthread_mutex_unlock(&open_lock);
     if (volume == NULL) {
         nbdkit_error("%s", open_error ? open_error : "sectorcrypt: the disk is not open");
         return NULL;
@@ -305,6 +408,7 @@ static void *sectorcrypt_open(nbdkit_next_open *next, nbdkit_context *context, i
 
 static void sectorcrypt_cleanup(nbdkit_backend *backend) {
     (void)backend;
+    stop_rekey();
     if (volume != NULL && sc_volume_flush(volume) != 0) {
         nbdkit_error("sectorcrypt: final flush: %s", sc_last_error());
     }
@@ -314,6 +418,7 @@ static void sectorcrypt_cleanup(nbdkit_backend *backend) {
 static void sectorcrypt_unload(void) {
     free(key_provider);
     free(passphrase_file);
+    free(new_key_id);
 }
 
 /* ---- connections ---- */

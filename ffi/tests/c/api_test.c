@@ -284,6 +284,15 @@ static void test_disk_files(const char *dir) {
     CHECK(steps[0] > 0 && steps[1] == size);
     CHECK(sc_volume_read(v, back, LEN, 1000) == SC_OK);
     CHECK(memcmp(data, back, LEN) == 0);
+    /* Asked to stop (here before it starts): SC_STOPPED, the disk mid-rekey and usable; a rerun ends it. */
+    CHECK(sc_volume_deep_rekey_stop(v) == SC_OK);
+    CHECK(sc_volume_deep_rekey(v, provider, NULL, NULL, NULL) == SC_STOPPED);
+    CHECK(sc_volume_read(v, back, LEN, 1000) == SC_OK);
+    CHECK(memcmp(data, back, LEN) == 0);
+    CHECK(sc_volume_deep_rekey(v, provider, NULL, NULL, NULL) == SC_OK);
+    CHECK(sc_volume_read(v, back, LEN, 1000) == SC_OK);
+    CHECK(memcmp(data, back, LEN) == 0);
+    REFUSED(sc_volume_deep_rekey_stop(NULL), SC_EINVAL);
     REFUSED(sc_volume_deep_rekey(NULL, provider, NULL, NULL, NULL), SC_EINVAL);
     REFUSED(sc_volume_deep_rekey(v, "vault:x", NULL, NULL, NULL), SC_EINVAL);
     REFUSED(sc_volume_read(v, back, 2, size - 1), SC_EINVAL);

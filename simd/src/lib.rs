@@ -222,7 +222,8 @@ impl Backend {
         Backend::ALL.into_iter().filter(|b| b.is_supported())
     }
 
-    /// The fastest backend this CPU can run.
+    /// The fastest backend this CPU can run: the widest, which measured fastest on every CPU at hand
+    /// (`docs/PERFORMANCE.md`, "In-register ceilings per instruction set").
     pub fn fastest() -> Backend {
         Backend::supported().last().unwrap_or(Backend::Portable)
     }

@@ -37,6 +37,7 @@ mod key;
 pub mod keys;
 pub mod luks;
 pub mod storage;
+pub mod trusted;
 mod xts;
 
 pub use error::{DiskFault, Error, ErrorKind, IoCause, ProviderFault, Result, StoreFault};

@@ -10,7 +10,8 @@
 #[path = "support/servers.rs"]
 mod servers;
 
-use sectorcrypt::trusted::quote::{QuoteError, ak_name, verify_quote};
+use sectorcrypt::trusted::AttestError;
+use sectorcrypt::trusted::quote::{ak_name, verify_quote};
 use servers::Swtpm;
 use std::process::Command;
 
@@ -106,7 +107,7 @@ impl Host {
             .success()
     }
 
-    fn ours(&self, ak: &str, nonce: &str, pcrs: &[(u8, [u8; 32])]) -> Result<(), QuoteError> {
+    fn ours(&self, ak: &str, nonce: &str, pcrs: &[(u8, [u8; 32])]) -> Result<(), AttestError> {
         let nonce = hex::decode(nonce).unwrap();
         verify_quote(
             &self.read(&format!("{ak}.tpmt")),
@@ -153,18 +154,18 @@ fn quotes_are_judged_as_tpm2_checkquote_judges_them() {
 
     // Another challenge: a stale or replayed quote.
     assert!(!host.checkquote("ak", "5eed0001cafe0003"));
-    assert_eq!(host.ours("ak", "5eed0001cafe0003", &pcrs), Err(QuoteError::NonceMismatch));
+    assert_eq!(host.ours("ak", "5eed0001cafe0003", &pcrs), Err(AttestError::NonceMismatch));
 
     // Another key: a quote presented with someone else's AK.
     assert!(!host.checkquote("ak2", nonce));
-    assert_eq!(host.ours("ak2", nonce, &pcrs), Err(QuoteError::BadSignature));
+    assert_eq!(host.ours("ak2", nonce, &pcrs), Err(AttestError::BadSignature));
 
     // PCR values that are not the quoted ones (the host extended PCR 16 since, or lies about it).
     host.tool(&["tpm2_pcrextend", &format!("16:sha256={}", "cd".repeat(32))]);
-    assert_eq!(host.ours("ak", nonce, &host.pcrs()), Err(QuoteError::PcrDigestMismatch));
+    assert_eq!(host.ours("ak", nonce, &host.pcrs()), Err(AttestError::PcrDigestMismatch));
     let mut fewer = pcrs.clone();
     fewer.pop();
-    assert_eq!(host.ours("ak", nonce, &fewer), Err(QuoteError::SelectionMismatch));
+    assert_eq!(host.ours("ak", nonce, &fewer), Err(AttestError::SelectionMismatch));
 
     // Every byte of the attestation and of the signature's scalars altered in turn: both refuse.
     let (message, signature) = (host.read("quote.msg"), host.read("quote.sig"));
@@ -177,7 +178,7 @@ fn quotes_are_judged_as_tpm2_checkquote_judges_them() {
     for at in [8, signature.len() - 1] {
         host.write("quote.sig", &tampered(&signature, at));
         assert!(!host.checkquote("ak", nonce));
-        assert_eq!(host.ours("ak", nonce, &pcrs), Err(QuoteError::BadSignature));
+        assert_eq!(host.ours("ak", nonce, &pcrs), Err(AttestError::BadSignature));
     }
     host.write("quote.sig", &signature);
     assert_eq!(host.ours("ak", nonce, &pcrs), Ok(()));
@@ -208,9 +209,9 @@ fn an_unrestricted_signing_key_is_refused_as_an_attestation_key() {
         &pcrs,
     )
     .unwrap_err();
-    assert!(matches!(err, QuoteError::UnsupportedKey(_)), "{err}");
+    assert!(matches!(err, AttestError::UnsupportedKey { .. }), "{err}");
     assert!(err.to_string().contains("restricted signing key"), "{err}");
-    assert!(matches!(ak_name(&host.read("key.tpmt")), Err(QuoteError::UnsupportedKey(_))));
+    assert!(matches!(ak_name(&host.read("key.tpmt")), Err(AttestError::UnsupportedKey { .. })));
 }
 
 /// Bad input of every size gives an error, never a panic.
@@ -228,4 +229,80 @@ fn truncated_structures_are_errors() {
     for cut in 0..signature.len() {
         assert!(verify_quote(&public, &message, &signature[..cut], &[0xaa], &pcrs).is_err());
     }
+}
+
+impl Host {
+    /// An ECC endorsement key (`ekc`) and an attestation key under it (`akc`), with its public area
+    /// and name.
+    fn ecc_keys(&self) {
+        self.tool(&["tpm2_createek", "-G", "ecc", "-c", "ekc.ctx", "-u", "ekc.pub"]);
+        let ecc = ["-G", "ecc", "-g", "sha256", "-s", "ecdsa"];
+        self.tool(
+            &[&["tpm2_createak", "-C", "ekc.ctx", "-c", "akc.ctx", "-n", "akc.name"][..], &ecc].concat(),
+        );
+        self.tool(&["tpm2_readpublic", "-c", "akc.ctx", "-f", "tpmt", "-o", "akc.tpmt"]);
+    }
+
+    /// ActivateCredential of `credential` (tpm2-tools' file) with `akc` under `ekc`: the secret, or
+    /// `None` when the TPM refuses. The EK's policy session is flushed either way.
+    fn activate(&self, credential: &[u8]) -> Option<Vec<u8>> {
+        self.write("cred.bin", credential);
+        let _ = std::fs::remove_file(self.dir.path().join("recovered"));
+        self.tool(&["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
+        self.tool(&["tpm2_policysecret", "-S", "session.ctx", "-c", "e"]);
+        let ok = Command::new("tpm2_activatecredential")
+            .args(["-c", "akc.ctx", "-C", "ekc.ctx", "-i", "cred.bin", "-o", "recovered"])
+            .args(["-P", "session:session.ctx"])
+            .env("TPM2TOOLS_TCTI", self.tpm.tcti())
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+            .status
+            .success();
+        // The session may be gone with the command (it was not kept alive) or still be there.
+        let _ = Command::new("tpm2_flushcontext")
+            .arg("session.ctx")
+            .env("TPM2TOOLS_TCTI", self.tpm.tcti())
+            .current_dir(self.dir.path())
+            .output();
+        self.tool(&["tpm2_flushcontext", "-s"]);
+        ok.then(|| self.read("recovered"))
+    }
+}
+
+/// A credential made here (MakeCredential in software) is recovered by the TPM of the EK it was made
+/// for, into the AK whose name it names, and by nothing else: not for another AK's name, not altered,
+/// not for an RSA EK (refused here, not supported yet).
+#[test]
+fn a_credential_is_activated_only_by_the_ek_and_ak_it_names() {
+    use sectorcrypt::trusted::credential::make_credential;
+    let host = Host::new();
+    host.ecc_keys();
+    let name = ak_name(&host.read("akc.tpmt")).unwrap();
+    assert_eq!(name, host.read("akc.name"));
+    let secret: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let credential = make_credential(&host.read("ekc.pub"), &name, &secret).unwrap();
+    assert_eq!(host.activate(&credential.to_tpm2_tools()), Some(secret.clone()));
+    // Two credentials for the same secret differ (a fresh ephemeral key each time).
+    let again = make_credential(&host.read("ekc.pub"), &name, &secret).unwrap();
+    assert_ne!(again, credential);
+    assert_eq!(host.activate(&again.to_tpm2_tools()), Some(secret.clone()));
+
+    // Made for another AK's name: the TPM refuses to release it into this one.
+    let other = make_credential(&host.read("ekc.pub"), &host.read("ak2.name"), &secret).unwrap();
+    assert_eq!(host.activate(&other.to_tpm2_tools()), None);
+    // Any altered byte of the sealed secret or of the ephemeral point: refused.
+    let file = credential.to_tpm2_tools();
+    for at in [12, 20, 8 + credential.id_object.len() - 1, file.len() - 1] {
+        let mut altered = file.clone();
+        altered[at] ^= 1;
+        assert_eq!(host.activate(&altered), None, "an altered credential (byte {at}) was activated");
+    }
+    // An RSA EK is refused before anything is made; so are bad secrets.
+    let err = make_credential(&host.read("ek.pub"), &name, &secret).unwrap_err();
+    assert!(matches!(err, AttestError::UnsupportedKey { .. }) && err.to_string().contains("RSA"), "{err}");
+    assert!(make_credential(&host.read("ekc.pub"), &name, &[]).is_err());
+    assert!(make_credential(&host.read("ekc.pub"), &name, &[0; 33]).is_err());
+    // The AK's own public area is no EK.
+    assert!(make_credential(&host.read("akc.tpmt"), &name, &secret).is_err());
 }

@@ -1,5 +1,5 @@
-//! The TPM quote verifier's parsers (attestation key public area, signature, attestation): any bytes
-//! parse or fail cleanly, never panic.
+//! The attestation verifier's parsers (an attestation key's public area, a signature, an attestation, an
+//! endorsement key for MakeCredential): any bytes parse or fail cleanly, never panic.
 
 #![no_main]
 

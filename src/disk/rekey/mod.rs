@@ -33,15 +33,15 @@ use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, 
 use super::keyed::{Fingerprint, Hot, Keys, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
 use super::thin::{SECTOR, is_zero, unwritable};
-use steps::Work;
-
-mod steps;
 use crate::error::{DiskFault, Error, Result};
 use crate::keys::{KeyProvider, KeyRef};
 use crate::storage::Storage;
 use crate::xts::{BackendChoice, DataUnits, Xts};
 use sha2::Digest;
 use std::sync::atomic::Ordering;
+use steps::Work;
+
+mod steps;
 
 /// How far a deep rekey has come, for a progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct RekeyProgress {
     pub total: u64,
 }
 
-/// What a finished deep rekey did.
+/// What a deep rekey did: finished, or stopped on request.
 #[derive(Clone, Debug)]
 pub struct DeepRekey {
     /// The KEK that wraps the new DEK.

@@ -6,7 +6,7 @@
 //! writes, in order). Two arenas go round between them, so step k + 1 is read and re-encrypted while
 //! step k is written: the storage reads and writes at once, and the cipher runs while it does. The
 //! bytes move through the data path's I/O engine: io_uring on the O_DIRECT descriptor where the disk
-//! has one (one request per 256 KiB slot, a whole step in flight), pread/pwrite otherwise.
+//! has one (transfers of up to 4 MiB, a whole step in flight), pread/pwrite otherwise.
 //!
 //! The busy zone of the member runs from its position to the end of the last step read, and only the
 //! writer moves its start: a step is released once the header has moved past it, and the step being

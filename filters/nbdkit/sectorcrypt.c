@@ -26,11 +26,12 @@
  * (LUKS has no unwritten sectors).
  *
  * With deep-rekey=on [new-key-id=ID] it also starts a deep rekey of the disk (a new data key, every
- * data unit re-encrypted) in a thread of its own once the disk is open (when the first client connects),
- * while clients keep reading and writing it. Progress goes to the debug log (-v); a failure is logged as an error and the disk stays
- * served. When nbdkit stops before the rekey ends, the rekey stops after the step it is writing and
- * the disk is left in the middle of it, fully usable; deep-rekey=on again (or `sectorcrypt disk rekey
- * --deep`) resumes it. A disk left in the middle of a rekey by a crash is resumed the same way.
+ * data unit re-encrypted) in a thread of its own once the disk is open (when the first client
+ * connects), while clients keep reading and writing it. Progress goes to the debug log (-v); a failure
+ * is logged as an error and the disk stays served. When nbdkit stops before the rekey ends, the rekey
+ * stops after the step it is writing and the disk is left in the middle of it, fully usable;
+ * deep-rekey=on again (or `sectorcrypt disk rekey --deep`) resumes it. A disk left in the middle of a
+ * rekey by a crash is resumed the same way.
  *
  * Datastore mode (a group striped over several stores) is not served here: a filter sits on one
  * plugin, so it sees one store. Open groups through the C ABI (sc_group_open, sc_group_open_storage).

@@ -13,6 +13,7 @@ mod bench;
 mod data;
 mod demo;
 mod disk;
+mod host;
 mod input;
 mod keys;
 mod kmip;
@@ -61,6 +62,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::Command,
+    },
+    /// A host's side of attestation: describing the base image it booted.
+    Host {
+        #[command(subcommand)]
+        command: host::HostCommand,
     },
     /// LUKS1 and LUKS2 volumes (cryptsetup's, QEMU's), opened in user space with a passphrase.
     Luks {
@@ -129,6 +135,7 @@ fn run() -> Result<()> {
         Command::Disk { command } => disk::run_disk(command),
         Command::Group { command } => disk::run_group(command),
         Command::Keys { command } => keys::run(command),
+        Command::Host { command } => host::run(command),
         Command::Luks { command } => luks::run(command),
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),

@@ -2,9 +2,11 @@
 //!
 //! So far, the verifier's side of attestation, in pure Rust with no TPM at hand: checking a TPM 2.0
 //! quote, its signature and its PCR digest ([`quote`]), and binding an attestation key to an
-//! endorsement key by MakeCredential ([`credential`]).
+//! endorsement key by MakeCredential ([`credential`]); and the host's side of an image: the
+//! description of a base image by the PCRs a host measured ([`image`]).
 
 pub mod credential;
+pub mod image;
 pub mod quote;
 mod tpm;
 

@@ -41,6 +41,15 @@ pub enum AttestError {
     SelectionMismatch,
     /// The PCR values reported do not hash to the digest the TPM signed.
     PcrDigestMismatch,
+    /// The TPM could not be used: unreachable (`unavailable`, transient) or refusing, and why.
+    Tpm {
+        /// Nothing answered where the TCTI points.
+        unavailable: bool,
+        /// The TSS's or the TPM's reason.
+        detail: String,
+    },
+    /// A base image's name or version is not 1 to 128 printable characters (which one).
+    Label(&'static str),
 }
 
 impl fmt::Display for AttestError {
@@ -57,6 +66,10 @@ impl fmt::Display for AttestError {
             }
             AttestError::SelectionMismatch => {
                 f.write_str("the quote covers other PCRs than the ones expected")
+            }
+            AttestError::Tpm { detail, .. } => write!(f, "the TPM: {detail}"),
+            AttestError::Label(what) => {
+                write!(f, "the image {what} must be 1 to 128 printable characters")
             }
             AttestError::PcrDigestMismatch => {
                 f.write_str("the PCR values reported do not match the digest the TPM signed")

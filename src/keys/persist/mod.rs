@@ -13,7 +13,7 @@
 //! must not destroy the keys the right one would unseal. `keys persistence clear` removes it.
 
 #[cfg(feature = "tpm")]
-mod tpm;
+pub(crate) mod tpm;
 
 use super::material::{Kek, KeyRef, MAX_ID_LEN, ProviderKind, random_bytes};
 use crate::error::{Error, Result, StoreFault};

@@ -227,3 +227,23 @@ pub(crate) fn unseal(
         Ok(unsealed)
     })
 }
+
+/// The SHA-256 bank's values of `pcrs` (ascending, each 0..=23) in the TPM that `tcti` reaches.
+/// PCR_Read creates no object, so nothing is left to flush.
+pub(crate) fn read_pcrs(tcti: &str, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError> {
+    let mut ctx = context(tcti)?;
+    let selection = pcr_selection(pcrs).map_err(fail(TpmFault::Misconfigured, "PCR selection"))?;
+    let data = tss_esapi::abstraction::pcr::read_all(&mut ctx, selection)
+        .map_err(fail(TpmFault::Failed, "cannot read the PCRs"))?;
+    let missing = || TpmError { fault: TpmFault::Failed, detail: "the TPM has no SHA-256 PCR bank".into() };
+    let bank = data.pcr_bank(HashingAlgorithm::Sha256).ok_or_else(missing)?;
+    pcrs.iter()
+        .map(|&index| {
+            let slot =
+                PcrSlot::try_from(1u32 << index).map_err(fail(TpmFault::Misconfigured, "PCR index"))?;
+            let value = bank.get_digest(slot).ok_or_else(missing)?;
+            let value: [u8; 32] = value.value().try_into().map_err(|_| missing())?;
+            Ok((index, value))
+        })
+        .collect()
+}

@@ -169,8 +169,8 @@ fn parse_attest(attest: &[u8]) -> Result<Attest<'_>, AttestError> {
 }
 
 /// For the `tpm_quote` fuzz target: `input` as each structure in turn (an attestation key's public
-/// area, a signature, an attestation, an endorsement key for a credential, and all three parts of a
-/// quote through [`verify_quote`]); none may panic.
+/// area, a signature, an attestation, an endorsement key for a credential, a base image description,
+/// and all three parts of a quote through [`verify_quote`]); none may panic.
 #[doc(hidden)]
 pub fn fuzz_parse(input: &[u8]) {
     let _ = parse_ak(input);
@@ -178,6 +178,7 @@ pub fn fuzz_parse(input: &[u8]) {
     let _ = parse_signature(input);
     let _ = parse_attest(input);
     let _ = super::credential::make_credential(input, b"name", &[1]);
+    let _ = super::image::BaseImage::from_json(input).map(|image| image.pcr_values());
     let third = input.len() / 3;
     let (public, rest) = input.split_at(third);
     let (attest, signature) = rest.split_at(third);

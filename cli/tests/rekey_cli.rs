@@ -36,6 +36,11 @@ impl Env {
         cmd
     }
 
+    /// The CLI started with `args` and left running, its output discarded (to be killed).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
@@ -94,12 +99,7 @@ fn kill_9_at_random_moments_then_rerun_resumes_and_loses_nothing() {
     let (mut kills, mut in_progress_seen) = (0, 0);
     while kills < 50 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let mut child = env
-            .command(&["disk", "rekey", "vm.disk", "--deep", "--chunk", "2M"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&["disk", "rekey", "vm.disk", "--deep", "--chunk", "2M"]);
         std::thread::sleep(Duration::from_micros(2_000 + (seed >> 40) % 150_000));
         let killed = child.try_wait().unwrap().is_none();
         let _ = child.kill();
@@ -157,12 +157,7 @@ fn a_group_deep_rekey_survives_kills_and_leaves_every_member_in_step() {
     for _ in 0..10 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         let args = with(&["group", "rekey", "--deep", "--chunk", "1M"]);
-        let mut child = env
-            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
         std::thread::sleep(Duration::from_micros(2_000 + (seed >> 40) % 60_000));
         let _ = child.kill();
         let _ = child.wait();
@@ -188,12 +183,7 @@ fn repair_mid_rekey_keeps_the_rekey_and_a_rerun_finishes_it() {
     // Stop a rekey part-way (kill -9 until one is caught in the middle).
     let mut delay = 3_000u64;
     while env.info("vm.disk").get("reencryption").is_none() {
-        let mut child = env
-            .command(&["disk", "rekey", "vm.disk", "--deep", "--chunk", "1M"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&["disk", "rekey", "vm.disk", "--deep", "--chunk", "1M"]);
         std::thread::sleep(Duration::from_micros(delay));
         let _ = child.kill();
         let _ = child.wait();

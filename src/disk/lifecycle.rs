@@ -7,11 +7,12 @@
 //! header pair (generation + 1); `repair` rewrites damaged or stale copies and brings members that an
 //! interrupted group rekey left behind to the newest generation.
 
-use super::datapath::{OpenOptions, Volume};
+use super::datapath::Volume;
 use super::format::{
     CopyState, DATA_OFFSET, DEFAULT_STRIPE, GroupPlace, HEADER_OFFSETS, Header, HeaderPair, Mode, new_uuid,
 };
 use super::members::{Member, check_group, check_members, disk_error, open_file_member, storage_error};
+use super::options::OpenOptions;
 use crate::error::{DiskFault, Error, Result};
 use crate::files::{AtomicFile, Overwrite};
 use crate::key::KeySize;

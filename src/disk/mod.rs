@@ -8,25 +8,27 @@
 //! offset and length; [`EncryptedDisk`] and [`DiskGroup`] are the two ways to open one from files.
 //!
 //! The modules follow the jobs: `members` opens stores and reads, writes and checks their header
-//! pairs; `datapath` is the open volume's reads, writes and discards; `lifecycle` creates, opens,
-//! rekeys and repairs.
+//! pairs; `options` is how a volume is opened; `datapath` is the open volume's reads, writes and
+//! discards; `lifecycle` creates, opens, rekeys and repairs.
 
 mod datapath;
 pub mod format;
 mod keyed;
 mod lifecycle;
 mod members;
+mod options;
 mod rekey;
 mod thin;
 
 pub use crate::storage::{IO_ENGINE_ENV, IoEngine};
 pub(crate) use datapath::Layout;
-pub use datapath::{DEFAULT_QUEUE_DEPTH, IoRequest, Notice, OpenOptions, Volume};
+pub use datapath::{IoRequest, Volume};
 pub use format::{CopyState, Header, HeaderPair, Mode, uuid_string};
 pub(crate) use keyed::Keys;
 pub use lifecycle::{CreateOptions, hazmat_unwrap_dek, rekey_shallow, repair};
 pub use members::read_headers;
 pub(crate) use members::{disk_error, lock, storage_error};
+pub use options::{DEFAULT_QUEUE_DEPTH, Notice, OpenOptions};
 pub use rekey::{DeepRekey, RekeyProgress};
 
 use crate::error::Result;

@@ -30,3 +30,19 @@ pub(crate) fn clear_unwritten_sectors(cipher: &[u8], out: &mut [u8]) {
 pub(crate) fn unwritable(cipher: &[u8], unit: usize) -> Option<usize> {
     cipher.chunks_exact(SECTOR).position(is_zero).map(|sector| sector * SECTOR / unit)
 }
+
+/// The byte ranges of `buf`'s runs of written (not all-zero) `unit`-byte units, each at most `most`
+/// units long: what a rewrite re-encrypts and writes back, leaving unwritten units holes.
+pub(crate) fn written_runs(buf: &[u8], unit: usize, most: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < buf.len() {
+        start += buf[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
+        let len = buf[start..].chunks_exact(unit).take(most).take_while(|u| !is_zero(u)).count() * unit;
+        if len > 0 {
+            runs.push(start..start + len);
+        }
+        start += len;
+    }
+    runs
+}

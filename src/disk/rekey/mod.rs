@@ -32,7 +32,7 @@ use super::datapath::Volume;
 use super::format::{AREA_LEN, AREA_OFFSETS, FINGERPRINT, Header, MAX_HOT_BYTES, PIECE, Reencryption};
 use super::keyed::{Fingerprint, Hot, Keys, merge_decrypt};
 use super::members::{Member, disk_error, storage_error, update_pair};
-use super::thin::{SECTOR, is_zero, unwritable};
+use super::thin::{SECTOR, is_zero, unwritable, written_runs};
 use crate::error::{DiskFault, Error, Result};
 use crate::keys::{KeyProvider, KeyRef};
 use crate::storage::Storage;
@@ -149,15 +149,9 @@ fn read_area(storage: &dyn Storage, header: &Header, record: &Reencryption) -> R
 /// refused.
 fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<()> {
     let unit = units.size();
-    let mut start = 0;
-    while start < buf.len() {
-        start += buf[start..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
-        let written = buf[start..].chunks_exact(unit).take_while(|u| !is_zero(u)).count() * unit;
-        if written == 0 {
-            continue;
-        }
-        let run = units.starting_at(units.first() + (start / unit) as u64 * units.step());
-        let part = &mut buf[start..start + written];
+    for range in written_runs(buf, unit, usize::MAX) {
+        let run = units.starting_at(units.first() + (range.start / unit) as u64 * units.step());
+        let part = &mut buf[range];
         // Sectors a torn first write left unwritten read as zeros: they are re-encrypted as zeros.
         let unwritten: Vec<usize> =
             part.chunks_exact(SECTOR).enumerate().filter(|(_, s)| is_zero(s)).map(|(i, _)| i).collect();
@@ -169,7 +163,6 @@ fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<(
         if let Some(index) = unwritable(part, unit) {
             return Err(Error::UnwritableUnit(run.first() + index as u64 * run.step()));
         }
-        start += written;
     }
     Ok(())
 }
@@ -177,16 +170,8 @@ fn reencrypt(old: &Xts, new: &Xts, buf: &mut [u8], units: DataUnits) -> Result<(
 /// Writes the written (not all-zero) units of `buf` at `at`, run by run: unwritten units stay holes,
 /// as thin provisioning wants them.
 fn write_written(store: &dyn Storage, at: u64, buf: &[u8], unit: usize) -> std::io::Result<()> {
-    let mut start = 0;
-    while start < buf.len() {
-        let zeros = buf[start..].chunks_exact(unit).take_while(|u| u.iter().all(|&b| b == 0)).count() * unit;
-        start += zeros;
-        let written =
-            buf[start..].chunks_exact(unit).take_while(|u| u.iter().any(|&b| b != 0)).count() * unit;
-        if written > 0 {
-            store.write_at(&buf[start..start + written], at + start as u64)?;
-        }
-        start += written;
+    for range in written_runs(buf, unit, usize::MAX) {
+        store.write_at(&buf[range.clone()], at + range.start as u64)?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::super::datapath::Volume;
 use super::super::format::MAX_HOT_BYTES;
 use super::super::keyed::{Hot, MemberKeys, fingerprints};
 use super::super::members::disk_error;
-use super::super::thin::is_zero;
+use super::super::thin::written_runs;
 use super::AREA_OFFSETS;
 use crate::error::{DiskFault, Result};
 use crate::storage::uring::{Op, SLOT_LEN, Target, Worker};
@@ -260,18 +260,9 @@ impl Volume {
     fn written_ops(&self, member: usize, start: u64, data: &[u8]) -> Vec<Op<'_>> {
         let unit = self.unit as usize;
         let at = self.data_offset + start * self.unit;
-        let most = (TRANSFER / unit).max(1);
-        let mut ops = Vec::new();
-        let mut from = 0;
-        while from < data.len() {
-            from += data[from..].chunks_exact(unit).take_while(|u| is_zero(u)).count() * unit;
-            let written =
-                data[from..].chunks_exact(unit).take(most).take_while(|u| !is_zero(u)).count() * unit;
-            if written > 0 {
-                ops.push(self.op(member, at + from as u64, from, written, true));
-            }
-            from += written;
-        }
-        ops
+        written_runs(data, unit, (TRANSFER / unit).max(1))
+            .into_iter()
+            .map(|range| self.op(member, at + range.start as u64, range.start, range.len(), true))
+            .collect()
     }
 }

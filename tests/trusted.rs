@@ -243,15 +243,25 @@ impl Host {
         self.tool(&["tpm2_readpublic", "-c", "akc.ctx", "-f", "tpmt", "-o", "akc.tpmt"]);
     }
 
-    /// ActivateCredential of `credential` (tpm2-tools' file) with `akc` under `ekc`: the secret, or
-    /// `None` when the TPM refuses. The EK's policy session is flushed either way.
-    fn activate(&self, credential: &[u8]) -> Option<Vec<u8>> {
+    /// ActivateCredential of `credential` (tpm2-tools' file) with the AK `ak` under the EK `ek` (their
+    /// context files' stems): the secret, or `None` when the TPM refuses. The EK's policy session is
+    /// flushed either way.
+    fn activate(&self, ak: &str, ek: &str, credential: &[u8]) -> Option<Vec<u8>> {
         self.write("cred.bin", credential);
         let _ = std::fs::remove_file(self.dir.path().join("recovered"));
         self.tool(&["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
         self.tool(&["tpm2_policysecret", "-S", "session.ctx", "-c", "e"]);
         let ok = Command::new("tpm2_activatecredential")
-            .args(["-c", "akc.ctx", "-C", "ekc.ctx", "-i", "cred.bin", "-o", "recovered"])
+            .args([
+                "-c",
+                &format!("{ak}.ctx"),
+                "-C",
+                &format!("{ek}.ctx"),
+                "-i",
+                "cred.bin",
+                "-o",
+                "recovered",
+            ])
             .args(["-P", "session:session.ctx"])
             .env("TPM2TOOLS_TCTI", self.tpm.tcti())
             .current_dir(self.dir.path())
@@ -271,8 +281,8 @@ impl Host {
 }
 
 /// A credential made here (MakeCredential in software) is recovered by the TPM of the EK it was made
-/// for, into the AK whose name it names, and by nothing else: not for another AK's name, not altered,
-/// not for an RSA EK (refused here, not supported yet).
+/// for, ECC P-256 or RSA 2048, into the AK whose name it names, and by nothing else: not for another
+/// AK's name, not altered.
 #[test]
 fn a_credential_is_activated_only_by_the_ek_and_ak_it_names() {
     use sectorcrypt::trusted::credential::make_credential;
@@ -282,25 +292,37 @@ fn a_credential_is_activated_only_by_the_ek_and_ak_it_names() {
     assert_eq!(name, host.read("akc.name"));
     let secret: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
     let credential = make_credential(&host.read("ekc.pub"), &name, &secret).unwrap();
-    assert_eq!(host.activate(&credential.to_tpm2_tools()), Some(secret.clone()));
+    assert_eq!(host.activate("akc", "ekc", &credential.to_tpm2_tools()), Some(secret.clone()));
     // Two credentials for the same secret differ (a fresh ephemeral key each time).
     let again = make_credential(&host.read("ekc.pub"), &name, &secret).unwrap();
     assert_ne!(again, credential);
-    assert_eq!(host.activate(&again.to_tpm2_tools()), Some(secret.clone()));
+    assert_eq!(host.activate("akc", "ekc", &again.to_tpm2_tools()), Some(secret.clone()));
 
     // Made for another AK's name: the TPM refuses to release it into this one.
     let other = make_credential(&host.read("ekc.pub"), &host.read("ak2.name"), &secret).unwrap();
-    assert_eq!(host.activate(&other.to_tpm2_tools()), None);
+    assert_eq!(host.activate("akc", "ekc", &other.to_tpm2_tools()), None);
     // Any altered byte of the sealed secret or of the ephemeral point: refused.
     let file = credential.to_tpm2_tools();
     for at in [12, 20, 8 + credential.id_object.len() - 1, file.len() - 1] {
         let mut altered = file.clone();
         altered[at] ^= 1;
-        assert_eq!(host.activate(&altered), None, "an altered credential (byte {at}) was activated");
+        assert_eq!(
+            host.activate("akc", "ekc", &altered),
+            None,
+            "an altered credential (byte {at}) was activated"
+        );
     }
-    // An RSA EK is refused before anything is made; so are bad secrets.
-    let err = make_credential(&host.read("ek.pub"), &name, &secret).unwrap_err();
-    assert!(matches!(err, AttestError::UnsupportedKey { .. }) && err.to_string().contains("RSA"), "{err}");
+    // The RSA EK (seed sent by RSA-OAEP): released into `ak`, which lives under it, and not into `ak2`.
+    let rsa_name = host.read("ak.name");
+    let credential = make_credential(&host.read("ek.pub"), &rsa_name, &secret).unwrap();
+    assert_eq!(host.activate("ak", "ek", &credential.to_tpm2_tools()), Some(secret.clone()));
+    let other = make_credential(&host.read("ek.pub"), &host.read("ak2.name"), &secret).unwrap();
+    assert_eq!(host.activate("ak", "ek", &other.to_tpm2_tools()), None);
+    let mut altered = credential.to_tpm2_tools();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    assert_eq!(host.activate("ak", "ek", &altered), None);
+    // Bad secrets are refused before anything is made.
     assert!(make_credential(&host.read("ekc.pub"), &name, &[]).is_err());
     assert!(make_credential(&host.read("ekc.pub"), &name, &[0; 33]).is_err());
     // The AK's own public area is no EK.

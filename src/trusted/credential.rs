@@ -5,16 +5,18 @@
 //! fresh secret to the EK and the AK's name (TPM 2.0 Part 1 §24, "Credential Protection"); the host's
 //! TPM releases it through ActivateCredential only if it holds the EK's private key *and* has loaded an
 //! object whose name is the AK's, so a host that answers with the secret has proved that the AK it
-//! presented lives in the TPM of that EK. For an ECC P-256 EK (the TCG's low-range template):
+//! presented lives in the TPM of that EK. For the TCG's low-range EK templates (RSA 2048 or ECC P-256,
+//! each with SHA-256 names and AES-128-CFB):
 //!
-//! 1. an ephemeral P-256 key agrees with the EK on a point; `seed` = KDFe(SHA-256, its x, "IDENTITY",
-//!    the ephemeral key's x, the EK's x), 256 bits;
+//! 1. a 256-bit `seed` is sent to the EK: for RSA, it is random and encrypted with RSA-OAEP (SHA-256,
+//!    label "IDENTITY"); for ECC, an ephemeral P-256 key agrees with the EK on a point and `seed` =
+//!    KDFe(SHA-256, its x, "IDENTITY", the ephemeral key's x, the EK's x);
 //! 2. `symKey` = KDFa(SHA-256, seed, "STORAGE", AK name, "", 128 bits); the secret, as a
 //!    `TPM2B_DIGEST`, is encrypted with AES-128-CFB under it (zero IV), the EK's symmetric scheme;
 //! 3. `hmacKey` = KDFa(SHA-256, seed, "INTEGRITY", "", "", 256 bits); `outerHMAC` =
 //!    HMAC-SHA-256(hmacKey, encrypted secret || AK name);
 //! 4. the `TPM2B_ID_OBJECT` is `outerHMAC` (sized) and the encrypted secret; the
-//!    `TPM2B_ENCRYPTED_SECRET` is the ephemeral public point.
+//!    `TPM2B_ENCRYPTED_SECRET` is the RSA ciphertext, or the ephemeral public point.
 //!
 //! AES-CFB here is the mode written out over the `aes` crate's block cipher: one block per step, for
 //! a secret of at most 32 bytes.
@@ -23,6 +25,7 @@ use super::tpm::*;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use hmac::Mac;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// How errors name the endorsement key.
 const EK: &str = "endorsement key";
@@ -48,13 +51,35 @@ impl Credential {
     }
 }
 
-/// The EK's public point (x, y), from its `TPMT_PUBLIC` or `TPM2B_PUBLIC`: an ECC P-256 restricted
-/// decryption key with SHA-256 names and AES-128-CFB as its symmetric scheme (anything else refused).
-fn parse_ek(public: &[u8]) -> Result<([u8; 32], [u8; 32]), AttestError> {
+/// An endorsement key's public key, as its certificate must carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EkKey {
+    /// RSA 2048: the modulus (big-endian) and the public exponent.
+    Rsa {
+        /// The modulus, 256 bytes.
+        modulus: Vec<u8>,
+        /// The public exponent (65537 where the TPM structure says 0).
+        exponent: u32,
+    },
+    /// ECC NIST P-256: the point.
+    Ecc {
+        /// x, big-endian.
+        x: [u8; 32],
+        /// y, big-endian.
+        y: [u8; 32],
+    },
+}
+
+/// The EK's public key, from its `TPMT_PUBLIC` or `TPM2B_PUBLIC`: a restricted decryption key fixed to
+/// its TPM with SHA-256 names and AES-128-CFB (the TCG's low-range templates), RSA 2048 or ECC P-256;
+/// anything else is refused.
+pub fn ek_key(public: &[u8]) -> Result<EkKey, AttestError> {
     let refuse = |why| Err(AttestError::UnsupportedKey { key: EK, why });
     let mut r = Reader::new(strip_size(public), "the endorsement key's public area");
-    if r.u16()? != TPM_ALG_ECC {
-        return refuse("not an ECC key (RSA endorsement keys are not supported yet)");
+    let kind = r.u16()?;
+    if kind != TPM_ALG_ECC && kind != TPM_ALG_RSA {
+        return refuse("neither an RSA nor an ECC key");
     }
     if r.u16()? != TPM_ALG_SHA256 {
         return refuse("its name algorithm is not SHA-256");
@@ -69,7 +94,22 @@ fn parse_ek(public: &[u8]) -> Result<([u8; 32], [u8; 32]), AttestError> {
         return refuse("its symmetric scheme is not AES-128-CFB");
     }
     if r.u16()? != TPM_ALG_NULL {
-        return refuse("it has a signing scheme");
+        return refuse("it has a scheme of its own");
+    }
+    if kind == TPM_ALG_RSA {
+        if r.u16()? != 2048 {
+            return refuse("its RSA key is not 2048 bits");
+        }
+        let exponent = match r.u32()? {
+            0 => 65537,
+            e => e,
+        };
+        let modulus = r.sized()?;
+        r.end()?;
+        if modulus.len() != 256 || modulus[0] & 0x80 == 0 {
+            return Err(AttestError::Malformed("the endorsement key's modulus"));
+        }
+        return Ok(EkKey::Rsa { modulus: modulus.to_vec(), exponent });
     }
     if r.u16()? != TPM_ECC_NIST_P256 {
         return refuse("its curve is not NIST P-256");
@@ -80,7 +120,7 @@ fn parse_ek(public: &[u8]) -> Result<([u8; 32], [u8; 32]), AttestError> {
     let (x, y) = (r.sized()?, r.sized()?);
     r.end()?;
     match (x.try_into(), y.try_into()) {
-        (Ok(x), Ok(y)) => Ok((x, y)),
+        (Ok(x), Ok(y)) => Ok(EkKey::Ecc { x, y }),
         _ => Err(AttestError::Malformed("the endorsement key's point")),
     }
 }
@@ -91,20 +131,10 @@ pub fn make_credential(ek_public: &[u8], ak_name: &[u8], secret: &[u8]) -> Resul
     if secret.is_empty() || secret.len() > MAX_SECRET {
         return Err(AttestError::Malformed("a credential's secret is 1 to 32 bytes"));
     }
-    let (ek_x, ek_y) = parse_ek(ek_public)?;
-    let rng = ring::rand::SystemRandom::new();
-    let ephemeral = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng)
-        .map_err(|_| AttestError::Malformed("no random numbers for an ephemeral key"))?;
-    let public = ephemeral
-        .compute_public_key()
-        .map_err(|_| AttestError::Malformed("no random numbers for an ephemeral key"))?;
-    // Uncompressed: 0x04, x, y.
-    let (eph_x, eph_y) = (&public.as_ref()[1..33], &public.as_ref()[33..65]);
-    let ek_point = [&[0x04][..], &ek_x, &ek_y].concat();
-    let peer = ring::agreement::UnparsedPublicKey::new(&ring::agreement::ECDH_P256, &ek_point);
-    let seed = ring::agreement::agree_ephemeral(ephemeral, &peer, |z| kdfe(z, b"IDENTITY\0", eph_x, &ek_x))
-        .map_err(|_| AttestError::UnsupportedKey { key: EK, why: "its point is not on the curve" })?;
-
+    let (seed, encrypted_secret) = match ek_key(ek_public)? {
+        EkKey::Rsa { modulus, exponent } => send_seed_rsa(&modulus, exponent)?,
+        EkKey::Ecc { x, y } => send_seed_ecc(&x, &y)?,
+    };
     let sym_key = kdfa(&seed, b"STORAGE\0", ak_name, &[], 16);
     let mut enc_identity = [&(secret.len() as u16).to_be_bytes()[..], secret].concat();
     cfb_encrypt(&sym_key, &mut enc_identity);
@@ -115,8 +145,40 @@ pub fn make_credential(ek_public: &[u8], ak_name: &[u8], secret: &[u8]) -> Resul
     let outer = mac.finalize().into_bytes();
 
     let id = [&(outer.len() as u16).to_be_bytes()[..], &outer, &enc_identity].concat();
+    Ok(Credential { id_object: sized(&id), encrypted_secret: sized(&encrypted_secret) })
+}
+
+/// A random seed, and it encrypted to the RSA EK with OAEP (SHA-256, label "IDENTITY" and its NUL).
+fn send_seed_rsa(modulus: &[u8], exponent: u32) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), AttestError> {
+    let bad = || AttestError::UnsupportedKey { key: EK, why: "its RSA public key is not valid" };
+    let n = rsa::BoxedUint::from_be_slice(modulus, 2048).map_err(|_| bad())?;
+    let e = rsa::BoxedUint::from_be_slice(&exponent.to_be_bytes(), 32).map_err(|_| bad())?;
+    let key = rsa::PublicKey::new(n, e).map_err(|_| bad())?;
+    let mut seed = Zeroizing::new(vec![0u8; 32]);
+    getrandom::fill(&mut seed).map_err(|_| AttestError::Malformed("no random numbers for a seed"))?;
+    let padding = rsa::Oaep::<Sha256>::new_with_label(&b"IDENTITY\0"[..]);
+    let encrypted = key
+        .encrypt(&mut getrandom::SysRng, padding, &seed)
+        .map_err(|_| AttestError::Malformed("no random numbers for a seed"))?;
+    Ok((seed, encrypted))
+}
+
+/// The seed agreed with the ECC EK by an ephemeral key, and that key's point as the EK will read it.
+fn send_seed_ecc(ek_x: &[u8; 32], ek_y: &[u8; 32]) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), AttestError> {
+    let rng = ring::rand::SystemRandom::new();
+    let ephemeral = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng)
+        .map_err(|_| AttestError::Malformed("no random numbers for an ephemeral key"))?;
+    let public = ephemeral
+        .compute_public_key()
+        .map_err(|_| AttestError::Malformed("no random numbers for an ephemeral key"))?;
+    // Uncompressed: 0x04, x, y.
+    let (eph_x, eph_y) = (&public.as_ref()[1..33], &public.as_ref()[33..65]);
+    let ek_point = [&[0x04][..], ek_x, ek_y].concat();
+    let peer = ring::agreement::UnparsedPublicKey::new(&ring::agreement::ECDH_P256, &ek_point);
+    let seed = ring::agreement::agree_ephemeral(ephemeral, &peer, |z| kdfe(z, b"IDENTITY\0", eph_x, ek_x))
+        .map_err(|_| AttestError::UnsupportedKey { key: EK, why: "its point is not on the curve" })?;
     let point = [&32u16.to_be_bytes()[..], eph_x, &32u16.to_be_bytes(), eph_y].concat();
-    Ok(Credential { id_object: sized(&id), encrypted_secret: sized(&point) })
+    Ok((Zeroizing::new(seed.to_vec()), point))
 }
 
 fn sized(bytes: &[u8]) -> Vec<u8> {
@@ -167,4 +229,11 @@ fn cfb_encrypt(key: &[u8], data: &mut [u8]) {
         }
         feedback[..chunk.len()].copy_from_slice(chunk);
     }
+}
+
+/// How the attestation authority names an endorsement key: the SHA-256 of its public area, lower-case
+/// hex (the EK's TPM name without the algorithm prefix). Checks the key first.
+pub fn ek_id(ek_public: &[u8]) -> Result<String, AttestError> {
+    ek_key(ek_public)?;
+    Ok(hex::encode(Sha256::digest(strip_size(ek_public))))
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+pub(crate) const TPM_ALG_RSA: u16 = 0x0001;
 pub(crate) const TPM_ALG_ECC: u16 = 0x0023;
 pub(crate) const TPM_ALG_ECDSA: u16 = 0x0018;
 pub(crate) const TPM_ALG_SHA256: u16 = 0x000b;

@@ -96,7 +96,7 @@ pub enum Error {
         reason: String,
     },
     /// A `--key-provider` value that names no known provider.
-    #[error("unknown key provider {0:?} (expected native:PATH or kmip:CONFIG)")]
+    #[error("unknown key provider {0:?} (expected native:PATH, kmip:CONFIG or trusted:CONFIG)")]
     KeyProviderSpec(String),
     /// A rekey to the KEK that already wraps the data key, which would change nothing.
     #[error("the data key is already wrapped under {0}: a rekey needs another key id")]

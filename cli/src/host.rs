@@ -14,6 +14,12 @@ pub(crate) enum HostCommand {
     /// Describe the base image this host booted (the PCR values its TPM holds, and its firmware event
     /// log) in a file for `authority image import`: run it on a test host upgraded to the new image.
     ImageExport(ImageExportArgs),
+    /// Attest to the authorities of a trusted provider now and say which base image they found.
+    Attest {
+        /// The provider: trusted:CONFIG.
+        #[arg(long, env = sectorcrypt::keys::KEY_PROVIDER_ENV, value_name = "SPEC")]
+        key_provider: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,7 +51,18 @@ pub(crate) struct ImageExportArgs {
 pub(crate) fn run(command: HostCommand) -> Result<()> {
     match command {
         HostCommand::ImageExport(args) => image_export(&args),
+        HostCommand::Attest { key_provider } => attest(&key_provider),
     }
+}
+
+fn attest(spec: &str) -> Result<()> {
+    let Some(config) = spec.trim().strip_prefix("trusted:").filter(|c| !c.is_empty()) else {
+        anyhow::bail!("host attest needs a trusted:CONFIG key provider, not {spec:?}");
+    };
+    let provider = sectorcrypt::trusted::TrustedProvider::open(config)?;
+    let image = provider.attest()?;
+    outln!("attested: this host runs base image {} {} ({})", image.name, image.version, image.id);
+    Ok(())
 }
 
 fn image_export(args: &ImageExportArgs) -> Result<()> {

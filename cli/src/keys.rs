@@ -104,8 +104,9 @@ pub(crate) enum NativeCommand {
 /// `--key-provider`, shared by every command that needs a key.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct KeyProviderArg {
-    /// Key provider: native:PATH (a KDK file made by `keys native init`) or kmip:CONFIG (a KMIP
-    /// configuration file; see docs/KEYS.md).
+    /// Key provider: native:PATH (a KDK file made by `keys native init`), kmip:CONFIG (a KMIP
+    /// configuration file; see docs/KEYS.md) or trusted:CONFIG (attestation authorities; see
+    /// docs/TRUSTED.md).
     #[arg(long, env = KEY_PROVIDER_ENV, value_name = "SPEC")]
     key_provider: String,
 }

@@ -9,6 +9,7 @@ macro_rules! outln {
     };
 }
 
+mod authority;
 mod bench;
 mod data;
 mod demo;
@@ -62,6 +63,12 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::Command,
+    },
+    /// The attestation authority: attests hosts' TPMs and releases keys only to hosts running a known
+    /// base image; and the admin commands that edit its policy.
+    Authority {
+        #[command(subcommand)]
+        command: authority::AuthorityCommand,
     },
     /// A host's side of attestation: describing the base image it booted.
     Host {
@@ -135,6 +142,7 @@ fn run() -> Result<()> {
         Command::Disk { command } => disk::run_disk(command),
         Command::Group { command } => disk::run_group(command),
         Command::Keys { command } => keys::run(command),
+        Command::Authority { command } => authority::run(command),
         Command::Host { command } => host::run(command),
         Command::Luks { command } => luks::run(command),
         Command::Bench { what } => bench::run(what),

@@ -36,7 +36,7 @@ pub(crate) struct Args {
     /// Instead of --key: a wrapped data key (from `keys new`), unwrapped through --key-provider.
     #[arg(long, value_name = "PATH")]
     wrapped_key: Option<PathBuf>,
-    /// Key provider for --wrapped-key: native:PATH or kmip:CONFIG.
+    /// Key provider for --wrapped-key: native:PATH, kmip:CONFIG or trusted:CONFIG.
     #[arg(long, env = sectorcrypt::keys::KEY_PROVIDER_ENV, value_name = "SPEC")]
     key_provider: Option<String>,
     /// Bytes per data unit: a power of two from 512 to 131072. The last unit may be shorter (>= 16).

@@ -93,6 +93,12 @@ impl Kek {
     pub(crate) fn as_bytes(&self) -> &[u8; KEK_LEN] {
         &self.0
     }
+
+    /// The key bytes, for the one program that must hand a KEK on: the trusted authority's Key
+    /// Provider Service, releasing it to an attested host over TLS. Nothing else should call this.
+    pub fn hazmat_reveal(&self) -> &[u8; KEK_LEN] {
+        &self.0
+    }
 }
 
 impl core::fmt::Debug for Kek {

@@ -33,13 +33,15 @@ mod wrap;
 
 pub use cache::KeyCache;
 pub use kmip::{KmipConfig, KmipProvider};
-pub(crate) use material::random_bytes;
 pub use material::{Dek, Kek, KeyRef, ProviderKind};
+pub(crate) use material::{check_id, random_bytes};
 pub use native::{KDK_LEN, NativeProvider};
 pub use persist::KeyStore;
 pub use provider::KeyProvider;
 pub use wrap::{MAX_BLOB_LEN, VERIFIER_LEN, WrappedDek};
 
+#[cfg(not(feature = "tpm"))]
+use crate::error::ProviderFault;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -52,21 +54,25 @@ enum Spec<'a> {
     Native(&'a Path),
     /// `kmip:CONFIG`: a KMIP configuration file.
     Kmip(&'a Path),
+    /// `trusted:CONFIG`: a trusted provider's configuration file.
+    Trusted(&'a Path),
 }
 
 fn parse_spec(spec: &str) -> Result<Spec<'_>> {
     match spec.trim().split_once(':') {
         Some(("native", path)) if !path.is_empty() => Ok(Spec::Native(Path::new(path))),
         Some(("kmip", path)) if !path.is_empty() => Ok(Spec::Kmip(Path::new(path))),
+        Some(("trusted", path)) if !path.is_empty() => Ok(Spec::Trusted(Path::new(path))),
         _ => Err(Error::KeyProviderSpec(spec.to_owned())),
     }
 }
 
-/// How many KEKs the cache in front of a KMIP provider keeps.
+/// How many KEKs the cache in front of a KMIP or trusted provider keeps.
 const KMIP_CACHE_CAPACITY: usize = 256;
 
-/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file) or `kmip:CONFIG`
-/// (KMIP key servers, behind an in-memory cache whose lifetime the configuration sets).
+/// Opens the provider a `--key-provider` value names: `native:PATH` (a KDK file), `kmip:CONFIG` (KMIP
+/// key servers) or `trusted:CONFIG` (attestation authorities; needs the `tpm` feature), the last two
+/// behind an in-memory cache whose lifetime the configuration sets.
 pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
     match parse_spec(spec)? {
         Spec::Native(path) => Ok(Box::new(NativeProvider::open(path)?)),
@@ -75,6 +81,18 @@ pub fn open_provider(spec: &str) -> Result<Box<dyn KeyProvider>> {
             let lifetime = provider.client().config().cache_lifetime;
             Ok(Box::new(KeyCache::with_lifetime(provider, KMIP_CACHE_CAPACITY, lifetime)))
         }
+        #[cfg(feature = "tpm")]
+        Spec::Trusted(path) => {
+            let provider = crate::trusted::TrustedProvider::open(path)?;
+            let lifetime = provider.config().cache_lifetime;
+            Ok(Box::new(KeyCache::with_lifetime(provider, KMIP_CACHE_CAPACITY, lifetime)))
+        }
+        #[cfg(not(feature = "tpm"))]
+        Spec::Trusted(path) => Err(Error::KeyProvider {
+            provider: format!("trusted:{}", path.display()),
+            fault: ProviderFault::Misconfigured,
+            reason: "this build has no TPM support (the `tpm` feature), which attestation needs".into(),
+        }),
     }
 }
 
@@ -88,6 +106,14 @@ pub fn provider_files(spec: &str) -> Vec<PathBuf> {
             let mut files = vec![path.to_owned()];
             if let Ok(config) = KmipConfig::load(path) {
                 files.extend([config.ca, config.client_cert, config.client_key]);
+                files.extend(config.persistence.map(|p| p.store));
+            }
+            files
+        }
+        Ok(Spec::Trusted(path)) => {
+            let mut files = vec![path.to_owned()];
+            if let Ok(config) = crate::trusted::TrustedConfig::load(path) {
+                files.push(config.ca);
                 files.extend(config.persistence.map(|p| p.store));
             }
             files

@@ -5,9 +5,20 @@
 //! endorsement key by MakeCredential ([`credential`]); and the host's side of an image: the
 //! description of a base image by the PCRs a host measured ([`image`]).
 
+pub mod client;
+pub mod config;
 pub mod credential;
+#[cfg(feature = "tpm")]
+pub mod host;
 pub mod image;
+pub mod protocol;
+#[cfg(feature = "tpm")]
+mod provider;
 pub mod quote;
 mod tpm;
 
+pub use config::TrustedConfig;
+pub use protocol::ImageInfo;
+#[cfg(feature = "tpm")]
+pub use provider::TrustedProvider;
 pub use tpm::AttestError;

@@ -47,12 +47,12 @@ pub fn free_port_pair() -> u16 {
 }
 
 /// A process group running one server.
-struct Captive {
+pub struct Captive {
     child: Child,
 }
 
 impl Captive {
-    fn start(command: &mut Command, log: &Path) -> Captive {
+    pub fn start(command: &mut Command, log: &Path) -> Captive {
         let log = std::fs::File::create(log).unwrap();
         let child = Command::new("bash")
             .arg(support("captive.sh"))
@@ -74,7 +74,7 @@ impl Captive {
         let _ = Command::new("kill").args(["-s", signal, "--"]).arg(format!("-{}", self.child.id())).status();
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         self.kill("TERM");
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
@@ -95,7 +95,7 @@ impl Drop for Captive {
     }
 }
 
-fn wait_for_port(port: u16, what: &str, log: &Path) {
+pub fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -253,4 +253,43 @@ impl Swtpm {
     pub fn persistence(&self, store: &Path) -> String {
         format!("[persistence]\nstore = \"{}\"\ntcti = \"{}\"\n", store.display(), self.tcti())
     }
+}
+
+/// Manufactures a TPM in `state` as a vendor would, with `swtpm_setup`: an RSA 2048 and an ECC
+/// endorsement key, each with a certificate in NV signed by the local CA kept in `ca` (created there on
+/// first use: `swtpm-localca-rootca-cert.pem`, and `issuercert.pem`, the CA that signs EK certificates).
+pub fn manufacture(state: &Path, ca: &Path) {
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::create_dir_all(ca).unwrap();
+    let localca = ca.join("swtpm-localca.conf");
+    std::fs::write(
+        &localca,
+        format!(
+            "statedir = {0}\nsigningkey = {0}/signkey.pem\nissuercert = {0}/issuercert.pem\ncertserial = {0}/certserial\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let setup = ca.join("swtpm_setup.conf");
+    std::fs::write(
+        &setup,
+        format!(
+            "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n",
+            localca.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("swtpm_setup")
+        .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+        .arg(state)
+        .arg("--config")
+        .arg(&setup)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "swtpm_setup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

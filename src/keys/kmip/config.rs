@@ -86,9 +86,10 @@ struct KmipSection {
     cache_seconds: u64,
 }
 
+/// A `[persistence]` section as written (the trusted provider's configuration has one too).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PersistenceSection {
+pub(crate) struct PersistenceSection {
     store: PathBuf,
     tcti: String,
     #[serde(default)]
@@ -123,8 +124,13 @@ pub(crate) fn read_named(
     path: &Path,
     private: bool,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    read_for(&format!("kmip:{}", config.display()), what, path, private)
+}
+
+/// [`read_named`] for any provider, named as in messages (`trusted:PATH`).
+pub(crate) fn read_for(provider: &str, what: &str, path: &Path, private: bool) -> Result<Zeroizing<Vec<u8>>> {
     let fail = |fault: ProviderFault, why: String| Error::KeyProvider {
-        provider: format!("kmip:{}", config.display()),
+        provider: provider.to_owned(),
         fault,
         reason: format!("{what} {}: {why}", path.display()),
     };
@@ -151,6 +157,22 @@ pub(crate) fn read_named(
         }
     }
     read_bounded(file, MAX_FILE, &path.display().to_string()).map_err(io_fail)
+}
+
+impl PersistenceSection {
+    /// The section checked, its store's path resolved.
+    pub(crate) fn resolve(
+        self,
+        resolve: impl Fn(PathBuf) -> PathBuf,
+    ) -> core::result::Result<PersistenceConfig, String> {
+        if let Some(bad) = self.pcrs.iter().find(|&&pcr| pcr > 23) {
+            return Err(format!("PCR {bad} does not exist (0 to 23)"));
+        }
+        let mut pcrs = self.pcrs;
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        Ok(PersistenceConfig { store: resolve(self.store), tcti: self.tcti, pcrs })
+    }
 }
 
 impl KmipConfig {
@@ -180,15 +202,7 @@ impl KmipConfig {
         })?;
         let persistence = match file.persistence {
             None => None,
-            Some(p) => {
-                if let Some(bad) = p.pcrs.iter().find(|&&pcr| pcr > 23) {
-                    return Err(config_error(path, format!("PCR {bad} does not exist (0 to 23)")));
-                }
-                let mut pcrs = p.pcrs;
-                pcrs.sort_unstable();
-                pcrs.dedup();
-                Some(PersistenceConfig { store: resolve(p.store), tcti: p.tcti, pcrs })
-            }
+            Some(p) => Some(p.resolve(resolve).map_err(|why| config_error(path, why))?),
         };
         Ok(KmipConfig {
             path: path.to_owned(),

@@ -22,14 +22,14 @@ pub mod ttlv;
 
 pub use client::{KmipClient, ServerInfo};
 pub use config::{KmipConfig, PersistenceConfig};
+pub(crate) use config::{PersistenceSection, read_for};
 pub use messages::{KeyState, RevocationReason};
 
 use super::material::{Kek, KeyRef, ProviderKind, check_id, random_bytes};
-use super::persist::KeyStore;
+use super::persist::{Kept, KeyStore};
 use super::provider::KeyProvider;
 use crate::error::{Error, ProviderFault, Result};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The encoding of every request the client sends (with sample arguments), for interoperability tests.
 #[doc(hidden)]
@@ -59,8 +59,7 @@ pub fn fuzz_response(input: &[u8]) {
 #[derive(Debug)]
 pub struct KmipProvider {
     client: KmipClient,
-    store: Option<KeyStore>,
-    notices: Mutex<Vec<String>>,
+    kept: Kept,
 }
 
 impl KmipProvider {
@@ -68,8 +67,8 @@ impl KmipProvider {
     /// certificate and key. Connects to no server yet.
     pub fn open(config: impl AsRef<Path>) -> Result<KmipProvider> {
         let config = KmipConfig::load(config)?;
-        let store = config.persistence.as_ref().map(KeyStore::new);
-        Ok(KmipProvider { client: KmipClient::new(config)?, store, notices: Mutex::default() })
+        let kept = Kept::new(config.persistence.as_ref().map(KeyStore::new));
+        Ok(KmipProvider { client: KmipClient::new(config)?, kept })
     }
 
     /// The KMIP client, for operations beyond the provider's (check, revoke, destroy).
@@ -79,14 +78,7 @@ impl KmipProvider {
 
     /// The persistence store, if configured.
     pub fn store(&self) -> Option<&KeyStore> {
-        self.store.as_ref()
-    }
-
-    fn notice(&self, text: String) {
-        let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
-        if !notices.contains(&text) {
-            notices.push(text);
-        }
+        self.kept.store()
     }
 
     fn key_ref(&self, id: &str) -> Result<KeyRef> {
@@ -98,34 +90,6 @@ impl KmipProvider {
                 "the server's key id {id:?} cannot be kept in a key reference (1 to 64 of A-Z a-z 0-9 . _ -)"
             ),
         })
-    }
-
-    /// What to do when the server cannot be asked: a kept copy, or an error that says why there is none.
-    fn fall_back(&self, key_ref: &KeyRef, err: Error) -> Result<Kek> {
-        let Error::KeyProvider { provider, fault, reason } = err else { return Err(err) };
-        let Some(store) = &self.store else {
-            let reason = format!("{reason}; key persistence is off, so this host keeps no copy of the key");
-            return Err(Error::KeyProvider { provider, fault, reason });
-        };
-        match store.recall(key_ref) {
-            Ok(Some(kek)) => {
-                self.notice(format!(
-                    "{provider}: using the copy of {key_ref} that key persistence keeps in {}, since {reason}",
-                    store.path().display()
-                ));
-                Ok(kek)
-            }
-            Ok(None) => Err(Error::KeyProvider {
-                provider,
-                fault,
-                reason: format!("{reason}; key persistence keeps no copy of {key_ref}"),
-            }),
-            Err(store_err) => Err(Error::KeyProvider {
-                provider,
-                fault,
-                reason: format!("{reason}; the persisted copy cannot be used: {store_err}"),
-            }),
-        }
     }
 }
 
@@ -175,30 +139,10 @@ impl KeyProvider for KmipProvider {
                 ),
             });
         }
-        match self.client.get_key(key_ref.key_id()) {
-            Ok(kek) => {
-                if let Some(store) = &self.store
-                    && let Err(err) = store.remember(key_ref, &kek)
-                {
-                    self.notice(format!("{key_ref} was not persisted: {err}"));
-                }
-                Ok(kek)
-            }
-            Err(err @ Error::KeyProvider { fault: ProviderFault::Revoked | ProviderFault::NotFound, .. }) => {
-                // The server says the key may not be used: no copy may outlive that.
-                if let Some(store) = &self.store
-                    && let Err(store_err) = store.forget(key_ref)
-                {
-                    self.notice(format!("the persisted copy of {key_ref} could not be removed: {store_err}"));
-                }
-                Err(err)
-            }
-            Err(err) if err.is_transient() => self.fall_back(key_ref, err),
-            Err(err) => Err(err),
-        }
+        self.kept.settle(key_ref, self.client.get_key(key_ref.key_id()))
     }
 
     fn take_notices(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+        self.kept.take_notices()
     }
 }

@@ -12,8 +12,11 @@
 //! A store that cannot be read is never replaced by a fetch: a wrong `tcti` that reaches another TPM
 //! must not destroy the keys the right one would unseal. `keys persistence clear` removes it.
 
+mod kept;
 #[cfg(feature = "tpm")]
 pub(crate) mod tpm;
+
+pub(crate) use kept::Kept;
 
 use super::material::{Kek, KeyRef, MAX_ID_LEN, ProviderKind, random_bytes};
 use crate::error::{Error, Result, StoreFault};

@@ -31,7 +31,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, Error as TssError};
 use zeroize::Zeroizing;
 
-fn fail(fault: TpmFault, doing: &str) -> impl FnOnce(TssError) -> TpmError + '_ {
+pub(crate) fn fail(fault: TpmFault, doing: &str) -> impl FnOnce(TssError) -> TpmError + '_ {
     move |err| {
         // The TPM's answer decides what the failure means: a blob that does not load in this TPM
         // (integrity check) was sealed by another TPM or before a clear; a failed policy means the
@@ -50,7 +50,7 @@ fn fail(fault: TpmFault, doing: &str) -> impl FnOnce(TssError) -> TpmError + '_ 
     }
 }
 
-fn context(tcti: &str) -> Result<Context, TpmError> {
+pub(crate) fn context(tcti: &str) -> Result<Context, TpmError> {
     let conf = TctiNameConf::from_str(tcti).map_err(|err| TpmError {
         fault: TpmFault::Misconfigured,
         detail: format!(
@@ -104,7 +104,7 @@ fn sealed_object_template(policy: Option<Digest>) -> Result<Public, TssError> {
         .build()
 }
 
-fn pcr_selection(pcrs: &[u8]) -> Result<PcrSelectionList, TssError> {
+pub(crate) fn pcr_selection(pcrs: &[u8]) -> Result<PcrSelectionList, TssError> {
     let slots = pcrs.iter().map(|&pcr| PcrSlot::try_from(1u32 << pcr)).collect::<Result<Vec<_>, _>>()?;
     PcrSelectionListBuilder::new().with_selection(HashingAlgorithm::Sha256, &slots).build()
 }

@@ -48,12 +48,13 @@ pub(crate) enum Reason {
 pub(crate) enum PersistenceCommand {
     /// List the keys the store keeps and check that this host's TPM unseals it.
     Status {
-        /// The KMIP configuration file (its [persistence] section).
+        /// The KMIP configuration file, or trusted:CONFIG (its [persistence] section).
         config: PathBuf,
     },
     /// Delete the store: keys are fetched (and persisted again) from the key server when next used.
+    /// After a TPM clear, this is how a host starts persisting again (docs/TRUSTED.md).
     Clear {
-        /// The KMIP configuration file (its [persistence] section).
+        /// The KMIP configuration file, or trusted:CONFIG (its [persistence] section).
         config: PathBuf,
     },
 }
@@ -103,8 +104,12 @@ pub(crate) fn run_persistence(command: PersistenceCommand) -> Result<()> {
     let config = match &command {
         PersistenceCommand::Status { config } | PersistenceCommand::Clear { config } => config,
     };
-    let provider = KmipProvider::open(config)?;
-    let Some(store) = provider.store() else {
+    let text = config.to_string_lossy();
+    let store = match text.strip_prefix("trusted:") {
+        Some(path) => sectorcrypt::trusted::TrustedProvider::open(path)?.store().cloned(),
+        None => KmipProvider::open(text.strip_prefix("kmip:").unwrap_or(&text))?.store().cloned(),
+    };
+    let Some(store) = store else {
         bail!(
             "{}: key persistence is off (the configuration has no [persistence] section)",
             config.display()

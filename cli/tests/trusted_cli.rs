@@ -281,3 +281,297 @@ fn the_upgrade_flow_of_the_documents() {
         "no attestation authority answers",
     );
 }
+
+/// The protocol driven step by step, as a host would, to replay and tamper with it.
+struct Raw {
+    client: AuthorityClient,
+    tcti: String,
+    ak: host::AttestationKey,
+}
+
+impl Raw {
+    fn new(urls: &[&str], host: &Host) -> Raw {
+        let ca = std::fs::read(pki().join("ca.pem")).unwrap();
+        let client =
+            AuthorityClient::new(urls.iter().map(|u| u.to_string()).collect(), &ca, Duration::from_secs(5))
+                .unwrap();
+        Raw { client, tcti: host.tcti(), ak: host::create_ak(&host.tcti()).unwrap() }
+    }
+
+    fn enrol(&self, certificate: bool) -> Enrol {
+        let identity = host::identity(&self.tcti).unwrap();
+        let ek_certificate = if certificate { identity.ek_certificate } else { Vec::new() };
+        Enrol { ek_public: identity.ek_public, ek_certificate, ak_public: self.ak.public.clone() }
+    }
+
+    fn evidence(&self, challenge: &str, nonce: &[u8], pcrs: &[u8]) -> Evidence {
+        let quote = host::quote(&self.tcti, &self.ak, nonce, pcrs).unwrap();
+        Evidence {
+            challenge: challenge.into(),
+            ak_public: self.ak.public.clone(),
+            attest: quote.attest,
+            signature: quote.signature,
+            pcr_values: quote.pcrs.iter().map(|(_, v)| hex::encode(v)).collect(),
+        }
+    }
+
+    /// The first step and the evidence answering it (not sent).
+    fn answer(&self, replica: usize) -> Evidence {
+        let challenge: AttestChallenge =
+            self.client.post(replica, "/v1/attest/challenge", &self.enrol(true)).unwrap();
+        let nonce =
+            host::activate(&self.tcti, &self.ak, &challenge.id_object, &challenge.encrypted_secret).unwrap();
+        self.evidence(&challenge.challenge, &nonce, &challenge.pcrs)
+    }
+
+    fn attest(&self, replica: usize) -> Token {
+        self.client.post(replica, "/v1/attest", &self.answer(replica)).unwrap()
+    }
+
+    /// A key request with `token`, quoted by this host over a fresh nonce from `replica`.
+    fn key_request(&self, replica: usize, token: &str, op: KeyOp) -> KeyRequest {
+        let challenge: KeyChallenge =
+            self.client.post(replica, "/v1/keys/challenge", &serde_json::json!({})).unwrap();
+        let evidence = self.evidence(&challenge.challenge, &challenge.nonce, &challenge.pcrs);
+        KeyRequest { token: token.into(), evidence, key: op }
+    }
+
+    fn key(&self, replica: usize, token: &str, op: KeyOp) -> Result<KeyReply, CallError> {
+        let request = self.key_request(replica, token, op);
+        self.client.post(replica, "/v1/keys", &request)
+    }
+}
+
+/// The refusal's code (and its message, which must be one line).
+fn code<T: std::fmt::Debug>(result: Result<T, CallError>) -> RefusalCode {
+    match result {
+        Err(CallError::Refused(refusal)) => {
+            assert!(!refusal.message.contains('\n') && !refusal.message.is_empty(), "{refusal:?}");
+            refusal.code
+        }
+        other => panic!("a refusal was expected, got {other:?}"),
+    }
+}
+
+/// A token's header and claims, JSON, and its signature.
+fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut it = token.split('.');
+    let header = serde_json::from_slice(&b64.decode(it.next().unwrap()).unwrap()).unwrap();
+    let claims = serde_json::from_slice(&b64.decode(it.next().unwrap()).unwrap()).unwrap();
+    (header, claims, it.next().unwrap().to_owned())
+}
+
+fn join(header: &serde_json::Value, claims: &serde_json::Value, signature: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}.{signature}", b64.encode(header.to_string()), b64.encode(claims.to_string()))
+}
+
+#[test]
+fn every_refusal_is_one_clear_line_and_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let kms = KmipServer::start(&dir.join("kms"));
+    let kmip = kms.config(dir, "kmip.toml", "alice", "");
+    let (ca, foreign) = (dir.join("tpm-ca"), dir.join("foreign-ca"));
+    let mut h1 = Host::new(dir, "host1", &ca);
+    let mut h2 = Host::new(dir, "host2", &ca);
+    let mut h3 = Host::new(dir, "host3", &foreign);
+    for host in [&mut h1, &mut h2, &mut h3] {
+        host.boot("esxi-8.0");
+    }
+    let mut auth = Authority::new(dir, &kmip);
+    ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
+    refused(
+        auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]),
+        "trusted already",
+    );
+    refused(
+        auth.admin(&["tpm-ca", "import", pki().join("server.pem").to_str().unwrap()]),
+        "not a CA certificate",
+    );
+    ok(
+        bin()
+            .args([
+                "host",
+                "image-export",
+                "--tcti",
+                &h1.tcti(),
+                "--name",
+                "esxi",
+                "--version",
+                "8.0",
+                "--to",
+            ])
+            .arg(dir.join("8.0.json"))
+            .output()
+            .unwrap(),
+        "export",
+    );
+    ok(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "import");
+    refused(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "imported already");
+    let a = auth.start(&kmip, "");
+    // A second replica on the same policy, with short-lived tokens and challenges.
+    let b = auth.start(&kmip, "token_seconds = 2\nchallenge_seconds = 1\n");
+
+    // An EK certified by a foreign CA: refused, until the admin lists that EK.
+    let c3 = host_config(dir, &h3, &[&a], false);
+    refused(with(dir, &c3, &["host", "attest"]), "not signed by a trusted TPM CA");
+    refused(with(dir, &c3, &["disk", "create", "h3.disk", "--size", "1M"]), "not signed by a trusted TPM CA");
+    assert!(!dir.join("h3.disk").exists());
+    ok(auth.admin(&["ek", "import", "--from-host", "--tcti", &h3.tcti()]), "ek import");
+    refused(auth.admin(&["ek", "import", "--from-host", "--tcti", &h3.tcti()]), "trusted already");
+    ok(with(dir, &c3, &["host", "attest"]), "attest once listed");
+    // An EK without a certificate and not listed.
+    let r1 = Raw::new(&[&a, &b], &h1);
+    let bare: Result<AttestChallenge, _> = r1.client.post(0, "/v1/attest/challenge", &r1.enrol(false));
+    assert_eq!(code(bare), RefusalCode::UntrustedEk);
+
+    // Nonces: an answer is accepted once, at the replica that asked, while fresh.
+    let evidence = r1.answer(0);
+    let token: Token = r1.client.post(0, "/v1/attest", &evidence).unwrap();
+    assert_eq!(code(r1.client.post::<_, Token>(0, "/v1/attest", &evidence)), RefusalCode::UnknownChallenge);
+    let elsewhere = r1.answer(0);
+    assert_eq!(code(r1.client.post::<_, Token>(1, "/v1/attest", &elsewhere)), RefusalCode::UnknownChallenge);
+    let stale = r1.answer(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(code(r1.client.post::<_, Token>(1, "/v1/attest", &stale)), RefusalCode::StaleChallenge);
+    // A quote over another nonce than the one sealed to the TPM.
+    let challenge: AttestChallenge = r1.client.post(0, "/v1/attest/challenge", &r1.enrol(true)).unwrap();
+    let wrong = r1.evidence(&challenge.challenge, &[7; 32], &challenge.pcrs);
+    assert_eq!(code(r1.client.post::<_, Token>(0, "/v1/attest", &wrong)), RefusalCode::BadQuote);
+
+    // Keys: a token from one replica is honoured by the other; a key request is answered once.
+    let created = r1.key(1, &token.token, KeyOp::Create { name: Some("vm-1".into()) }).unwrap();
+    let again = r1.key(0, &token.token, KeyOp::Get { id: created.id.clone() }).unwrap();
+    assert_eq!(again.key, created.key);
+    let request = r1.key_request(0, &token.token, KeyOp::Get { id: created.id.clone() });
+    r1.client.post::<_, KeyReply>(0, "/v1/keys", &request).unwrap();
+    assert_eq!(code(r1.client.post::<_, KeyReply>(0, "/v1/keys", &request)), RefusalCode::UnknownChallenge);
+    assert_eq!(
+        code(r1.key(0, &token.token, KeyOp::Get { id: "no-such-key".into() })),
+        RefusalCode::KeyNotFound
+    );
+
+    // A token from another host: useless without that host's TPM.
+    let r2 = Raw::new(&[&a], &h2);
+    let token2 = r2.attest(0);
+    assert_eq!(code(r1.key(0, &token2.token, KeyOp::Get { id: created.id.clone() })), RefusalCode::OtherHost);
+    // ... even presenting the other host's AK, since the quote must verify under it.
+    let mut stolen = r1.key_request(0, &token2.token, KeyOp::Get { id: created.id.clone() });
+    stolen.evidence.ak_public = r2.ak.public.clone();
+    assert_eq!(code(r1.client.post::<_, KeyReply>(0, "/v1/keys", &stolen)), RefusalCode::BadQuote);
+
+    // Forged, altered and expired tokens; `alg` pinned to ES256.
+    let get = || KeyOp::Get { id: created.id.clone() };
+    let (header, claims, signature) = parts(&token.token);
+    let mut longer = claims.clone();
+    longer["exp"] = serde_json::json!(claims["exp"].as_u64().unwrap() + 86_400);
+    assert_eq!(code(r1.key(0, &join(&header, &longer, &signature), get())), RefusalCode::BadToken);
+    let mut other_ak = claims.clone();
+    other_ak["ak"] = serde_json::json!(parts(&token2.token).1["ak"]);
+    assert_eq!(code(r1.key(0, &join(&header, &other_ak, &signature), get())), RefusalCode::BadToken);
+    let none = serde_json::json!({"alg": "none", "typ": "JWT"});
+    assert_eq!(code(r1.key(0, &join(&none, &claims, ""), get())), RefusalCode::BadToken);
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"guessed"),
+    )
+    .unwrap();
+    assert_eq!(code(r1.key(0, &hs256, get())), RefusalCode::BadToken);
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let mut forged_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    forged_header.kid = header["kid"].as_str().map(str::to_owned);
+    let forged = jsonwebtoken::encode(
+        &forged_header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+    )
+    .unwrap();
+    assert_eq!(code(r1.key(0, &forged, get())), RefusalCode::BadToken);
+    assert_eq!(code(r1.key(0, "not a token", get())), RefusalCode::BadToken);
+    let short = r1.attest(1);
+    assert_eq!(short.expires_in, 2);
+    std::thread::sleep(Duration::from_millis(3100));
+    assert_eq!(code(r1.key(0, &short.token, get())), RefusalCode::ExpiredToken);
+
+    // Failover: a dead authority first in the list, then a live one.
+    let dead = format!("https://127.0.0.1:{}", free_port_pair());
+    let failover = host_config(dir, &h1, &[&dead, &a], false);
+    ok(with(dir, &failover, &["host", "attest"]), "failover");
+    // An authority whose certificate the host's CA did not sign.
+    let untrusted = dir.join("untrusted.toml");
+    let text = std::fs::read_to_string(&failover).unwrap().replace(
+        &pki().join("ca.pem").display().to_string(),
+        &pki().join("other-ca.pem").display().to_string(),
+    );
+    std::fs::write(&untrusted, text).unwrap();
+    refused(with(dir, &untrusted, &["host", "attest"]), "certificate");
+    // A request that is not the protocol's.
+    let garbage: Result<Token, _> = r1.client.post(0, "/v1/attest", &serde_json::json!({"challenge": 1}));
+    assert_eq!(code(garbage), RefusalCode::BadRequest);
+    auth.stop_all();
+}
+
+/// A TPM clear keeps the endorsement seed, so the host still attests; the owner seed changes, so the
+/// persisted store no longer unseals: the host re-enrols it with `keys persistence clear`.
+#[test]
+fn a_cleared_tpm_attests_again_and_re_enrols_its_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let kms = KmipServer::start(&dir.join("kms"));
+    let kmip = kms.config(dir, "kmip.toml", "alice", "");
+    let ca = dir.join("tpm-ca");
+    let mut h1 = Host::new(dir, "host1", &ca);
+    h1.boot("esxi-8.0");
+    let mut auth = Authority::new(dir, &kmip);
+    ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
+    ok(
+        bin()
+            .args([
+                "host",
+                "image-export",
+                "--tcti",
+                &h1.tcti(),
+                "--name",
+                "esxi",
+                "--version",
+                "8.0",
+                "--to",
+            ])
+            .arg(dir.join("8.0.json"))
+            .output()
+            .unwrap(),
+        "export",
+    );
+    ok(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "import");
+    let url = auth.start(&kmip, "");
+    let config = host_config(dir, &h1, &[&url], true);
+    let spec = format!("trusted:{}", config.display());
+    ok(with(dir, &config, &["disk", "create", "h1.disk", "--size", "1M"]), "create");
+    ok(bin().args(["keys", "persistence", "status", &spec]).output().unwrap(), "status");
+
+    let out = Command::new("tpm2_clear").args(["-c", "p"]).env("TPM2TOOLS_TCTI", h1.tcti()).output().unwrap();
+    assert!(out.status.success(), "tpm2_clear: {}", String::from_utf8_lossy(&out.stderr));
+    ok(with(dir, &config, &["host", "attest"]), "attest after a clear");
+    // The disk still opens (the authority releases its key), with a notice that the store needs
+    // re-enrolling, and how.
+    let out = with(dir, &config, &["disk", "export", "h1.disk", "--to", "out1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("keys persistence clear"), "{stderr}");
+    refused(bin().args(["keys", "persistence", "status", &spec]).output().unwrap(), "");
+    ok(bin().args(["keys", "persistence", "clear", &spec]).output().unwrap(), "clear");
+    let out = with(dir, &config, &["disk", "export", "h1.disk", "--to", "out2"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = ok(bin().args(["keys", "persistence", "status", &spec]).output().unwrap(), "status");
+    assert!(status.contains("1 key(s)") && status.contains("unseals"), "{status}");
+    auth.stop_all();
+}

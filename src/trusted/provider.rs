@@ -208,6 +208,7 @@ impl TrustedProvider {
         let token: Token = self.post(replica, "/v1/attest", &evidence)?;
         let expires = Instant::now() + Duration::from_secs(token.expires_in);
         session.token = Some((token.token, expires, token.image));
+        self.kept.check_once(&self.name());
         Ok(())
     }
 

@@ -6,17 +6,34 @@ use super::KeyStore;
 use crate::error::{Error, ProviderFault, Result};
 use crate::keys::material::{Kek, KeyRef};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A provider's optional store and the notices it leaves for the caller.
 #[derive(Debug, Default)]
 pub(crate) struct Kept {
     store: Option<KeyStore>,
     notices: Mutex<Vec<String>>,
+    checked: AtomicBool,
 }
 
 impl Kept {
     pub(crate) fn new(store: Option<KeyStore>) -> Kept {
-        Kept { store, notices: Mutex::default() }
+        Kept { store, notices: Mutex::default(), checked: AtomicBool::new(false) }
+    }
+
+    /// Once per process: checks that this host's TPM still unseals the store, and leaves a notice
+    /// saying how to re-enrol it when not. A key already listed is not sealed again on each fetch,
+    /// so without this a TPM clear would go unnoticed until the copies are needed, and fail then.
+    pub(crate) fn check_once(&self, provider: &str) {
+        let Some(store) = &self.store else { return };
+        if self.checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Err(err) = store.check() {
+            self.notice(format!(
+                "{err}; keys are not persisted until it is re-enrolled: if this host's TPM was cleared or replaced, run `sectorcrypt keys persistence clear {provider}`"
+            ));
+        }
     }
 
     pub(crate) fn store(&self) -> Option<&KeyStore> {

@@ -260,8 +260,13 @@ fn the_upgrade_flow_of_the_documents() {
 
     // host2, still on the old image, keeps working until the old image is removed, then fails.
     ok(with(dir, &c2, &["disk", "export", "h2.disk", "--to", "h2.out"]), "host2 before removal");
+    let r2 = Raw::new(&[&url], &h2);
+    let token = r2.attest(0);
+    r2.key(0, &token.token, KeyOp::Create { name: None }).unwrap();
     ok(auth.admin(&["image", "remove", &old_id]), "remove");
     refused(with(dir, &c2, &["disk", "export", "h2.disk", "--to", "h2.after"]), "not in the policy");
+    // At once, even for a token already out.
+    assert_eq!(code(r2.key(0, &token.token, KeyOp::Create { name: None })), RefusalCode::UnknownImage);
     assert!(!dir.join("h2.after").exists());
     refused(auth.admin(&["image", "remove", &old_id]), "no base image");
 

@@ -181,15 +181,21 @@ fn kmip_refusal(err: ScError) -> Refusal {
 
 /// Runs `f` on a blocking thread and answers with its outcome.
 async fn blocking<T: serde::Serialize + Send + 'static>(
+    what: &str,
     state: Arc<State>,
     f: impl FnOnce(&State) -> Result<T, Refusal> + Send + 'static,
 ) -> Reply {
     let outcome = tokio::task::spawn_blocking(move || f(&state)).await;
-    Reply(match outcome {
+    let reply = match outcome {
         Ok(Ok(value)) => serde_json::to_value(value).map_err(internal),
         Ok(Err(refusal)) => Err(refusal),
         Err(join) => Err(internal(join)),
-    })
+    };
+    // The operator's log: every refusal, one line each, as the host was told it.
+    if let Err(refusal) = &reply {
+        eprintln!("sectorcrypt authority: {what}: refused ({:?}): {}", refusal.code, refusal.message);
+    }
+    Reply(reply)
 }
 
 /// A JSON body, or a `bad-request` refusal that says what is wrong with it.
@@ -222,7 +228,9 @@ async fn run(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Result<()> {
                 let s = s.clone();
                 async move {
                     match body::<Enrol>(b) {
-                        Ok(enrol) => blocking(s, move |st| st.attest_challenge(enrol)).await,
+                        Ok(enrol) => {
+                            blocking("attest/challenge", s, move |st| st.attest_challenge(enrol)).await
+                        }
                         Err(reply) => reply,
                     }
                 }
@@ -234,7 +242,7 @@ async fn run(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Result<()> {
                 let s = s.clone();
                 async move {
                     match body::<Evidence>(b) {
-                        Ok(evidence) => blocking(s, move |st| st.attest(evidence)).await,
+                        Ok(evidence) => blocking("attest", s, move |st| st.attest(evidence)).await,
                         Err(reply) => reply,
                     }
                 }
@@ -244,7 +252,7 @@ async fn run(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Result<()> {
             let s = state.clone();
             post(move || {
                 let s = s.clone();
-                async move { blocking(s, |st| st.key_challenge()).await }
+                async move { blocking("keys/challenge", s, |st| st.key_challenge()).await }
             })
         })
         .route("/v1/keys", {
@@ -253,7 +261,7 @@ async fn run(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Result<()> {
                 let s = s.clone();
                 async move {
                     match body::<KeyRequest>(b) {
-                        Ok(request) => blocking(s, move |st| st.key(request)).await,
+                        Ok(request) => blocking("keys", s, move |st| st.key(request)).await,
                         Err(reply) => reply,
                     }
                 }

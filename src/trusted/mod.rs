@@ -1,9 +1,13 @@
-//! The trusted key provider's parts: keys released only to hosts whose TPM attests a known base image.
+//! The trusted key provider: keys released only to hosts whose TPM attests a known base image, as
+//! vSphere Trust Authority releases them (`docs/TRUSTED.md` has the roles and the message flow).
 //!
-//! So far, the verifier's side of attestation, in pure Rust with no TPM at hand: checking a TPM 2.0
-//! quote, its signature and its PCR digest ([`quote`]), and binding an attestation key to an
-//! endorsement key by MakeCredential ([`credential`]); and the host's side of an image: the
-//! description of a base image by the PCRs a host measured ([`image`]).
+//! The verifier's checks, in pure Rust with no TPM at hand, which the attestation authority runs:
+//! a TPM 2.0 quote, its signature and its PCR digest ([`quote`]), and the binding of an attestation
+//! key to an endorsement key by MakeCredential ([`credential`]). The host's side, on its TPM through
+//! tss-esapi: the EK, an AK, ActivateCredential and quotes ([`host`], feature `tpm`), and the
+//! description of a base image by the PCRs it measured ([`image`]). Between the two: the messages
+//! ([`protocol`]), HTTPS with failover ([`client`]), and the provider that runs the flow and keeps
+//! keys persisted ([`TrustedProvider`], configured by [`TrustedConfig`]).
 
 pub mod client;
 pub mod config;

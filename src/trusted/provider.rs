@@ -125,7 +125,13 @@ impl TrustedProvider {
                 };
                 Failure::Error(self.error(fault, format!("the authority {url} refused: {}", refusal.message)))
             }
-            CallError::Untrusted(why) => Failure::Error(self.error(ProviderFault::UntrustedServer, why)),
+            CallError::Untrusted(why) => Failure::Error(self.error(
+                ProviderFault::UntrustedServer,
+                format!(
+                    "the authority's TLS certificate is not signed by the CA in {} ({why})",
+                    self.config.ca.display()
+                ),
+            )),
             other => Failure::NoAnswer(other),
         }
     }

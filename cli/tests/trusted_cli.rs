@@ -580,3 +580,71 @@ fn a_cleared_tpm_attests_again_and_re_enrols_its_store() {
     assert!(status.contains("1 key(s)") && status.contains("unseals"), "{status}");
     auth.stop_all();
 }
+
+/// The admin commands and `serve` refuse bad input with one line, changing nothing in the policy.
+#[test]
+fn admin_commands_refuse_bad_input_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let auth = Authority::new(dir, &dir.join("no-kmip.toml"));
+    let policy = auth.dir.join("policy");
+    let listing = || {
+        let mut names: Vec<String> = walk(&policy);
+        names.sort();
+        names
+    };
+    let before = listing();
+    let garbage = dir.join("garbage");
+    std::fs::write(&garbage, b"{ not json").unwrap();
+    refused(auth.admin(&["image", "import", garbage.to_str().unwrap()]), "garbage");
+    refused(auth.admin(&["image", "import", dir.join("missing.json").to_str().unwrap()]), "cannot read");
+    // An image of PCRs 0-3 for an authority that quotes 0-7.
+    let zero = "0".repeat(64);
+    let pcrs: Vec<String> = (0..4).map(|i| format!("{{\"index\": {i}, \"sha256\": \"{zero}\"}}")).collect();
+    let partial = dir.join("partial.json");
+    std::fs::write(
+        &partial,
+        format!(
+            "{{\"format\": \"sectorcrypt-base-image\", \"version\": 1, \"name\": \"x\", \"image_version\": \"1\", \"bank\": \"sha256\", \"pcrs\": [{}], \"event_log\": null}}",
+            pcrs.join(", ")
+        ),
+    )
+    .unwrap();
+    refused(auth.admin(&["image", "import", partial.to_str().unwrap()]), "attests PCRs 0-7");
+    refused(auth.admin(&["image", "remove", "0123"]), "no base image");
+    refused(auth.admin(&["image", "remove", "../token"]), "no base image");
+    refused(auth.admin(&["tpm-ca", "import", garbage.to_str().unwrap()]), "no certificate");
+    refused(auth.admin(&["ek", "import", garbage.to_str().unwrap()]), "not an endorsement key");
+    refused(auth.admin(&["ek", "import"]), "");
+    refused(
+        auth.admin(&["ek", "import", "--from-host", "--tcti", "swtpm:host=127.0.0.1,port=1"]),
+        "nothing answers",
+    );
+    assert_eq!(listing(), before, "a refused command changed the policy");
+    let list = ok(auth.admin(&["image", "list", "--json"]), "list");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap(), serde_json::json!([]));
+
+    // serve: a configuration that does not parse, a missing token key, a missing KMIP configuration.
+    let bad = auth.config("bad.toml");
+    std::fs::write(&bad, "[authority]\nlisten = 1\n").unwrap();
+    refused(bin().args(["authority", "serve", "--config"]).arg(&bad).output().unwrap(), "bad.toml");
+    let serve =
+        || bin().args(["authority", "serve", "--config"]).arg(auth.config("auth.toml")).output().unwrap();
+    refused(serve(), "no-kmip.toml");
+    std::fs::remove_file(policy.join("token.key")).unwrap();
+    refused(serve(), "authority init");
+}
+
+/// Every file under `dir`, relative.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}

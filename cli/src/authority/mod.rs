@@ -93,7 +93,7 @@ pub(crate) enum EkCommand {
         #[arg(long, requires = "tcti")]
         from_host: bool,
         /// The TPM, with --from-host.
-        #[arg(long, value_name = "TCTI")]
+        #[arg(long, value_name = "TCTI", requires = "from_host")]
         tcti: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
@@ -224,26 +224,29 @@ fn tpm_ca_import(config: &AuthConfig, pem: &Path) -> Result<()> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let bytes = read_small(pem, 1 << 20).with_context(|| format!("cannot read {}", pem.display()))?;
     let certs = pem_certificates(&bytes).with_context(|| format!("{}", pem.display()))?;
-    create_dirs(config)?;
-    for der in certs {
-        let (_, cert) = X509Certificate::from_der(&der)
+    // Every certificate is checked before any is written: a file is imported whole or not at all.
+    let mut entries = Vec::with_capacity(certs.len());
+    for der in &certs {
+        let (_, cert) = X509Certificate::from_der(der)
             .map_err(|_| anyhow::anyhow!("{}: a certificate does not parse", pem.display()))?;
         if !cert.is_ca() {
             bail!("{}: {} is not a CA certificate", pem.display(), cert.subject());
         }
-        let fingerprint = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&der)[..16]);
-        let text = format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
-                .as_bytes()
-                .chunks(64)
-                .map(|l| std::str::from_utf8(l).expect("ASCII"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        let fingerprint = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(der)[..16]);
         let path = config.dir("tpm-ca").join(format!("{fingerprint}.pem"));
-        add_file(&path, text.as_bytes(), || format!("TPM CA {} is trusted already", cert.subject()))?;
-        outln!("trusting TPM CA {} ({fingerprint})", cert.subject());
+        if path.exists() {
+            bail!("TPM CA {} is trusted already", cert.subject());
+        }
+        entries.push((path, fingerprint, cert.subject().to_string(), der));
+    }
+    create_dirs(config)?;
+    for (path, fingerprint, subject, der) in entries {
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+        let lines: Vec<&str> =
+            body.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).expect("base64 is ASCII")).collect();
+        let text = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"));
+        add_file(&path, text.as_bytes(), || format!("TPM CA {subject} is trusted already"))?;
+        outln!("trusting TPM CA {subject} ({fingerprint})");
     }
     Ok(())
 }

@@ -167,46 +167,71 @@ fn with(dir: &Path, config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// One test's world: a key server; hosts manufactured by the test's TPM CA (and `foreign` more by a CA
+/// of their own), booted into esxi 8.0; an authority that trusts the test's CA and knows that image,
+/// exported from the first host. Nothing served yet.
+struct Site {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    _kms: KmipServer,
+    kmip: PathBuf,
+    ca: PathBuf,
+    auth: Authority,
+    hosts: Vec<Host>,
+    image: String,
+}
+
+impl Site {
+    fn new(trusted: usize, foreign: usize) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let kms = KmipServer::start(&dir.join("kms"));
+        let kmip = kms.config(&dir, "kmip.toml", "alice", "");
+        let ca = dir.join("tpm-ca");
+        let mut hosts = Vec::new();
+        for i in 0..trusted + foreign {
+            let issuer = if i < trusted { ca.clone() } else { dir.join("foreign-ca") };
+            let mut host = Host::new(&dir, &format!("host{}", i + 1), &issuer);
+            host.boot("esxi-8.0");
+            hosts.push(host);
+        }
+        let auth = Authority::new(&dir, &kmip);
+        ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
+        let mut site = Site { _tmp: tmp, dir, _kms: kms, kmip, ca, auth, hosts, image: String::new() };
+        let file = site.export(0, "8.0");
+        site.image = site.import(&file);
+        site
+    }
+
+    /// `host image-export` of what host `host` booted, as esxi `version`.
+    fn export(&self, host: usize, version: &str) -> PathBuf {
+        let file = self.dir.join(format!("{version}.json"));
+        let tcti = self.hosts[host].tcti();
+        let args = ["host", "image-export", "--tcti", &tcti, "--name", "esxi", "--version", version, "--to"];
+        ok(bin().args(args).arg(&file).output().unwrap(), "image-export");
+        file
+    }
+
+    /// `authority image import`: the new image's id.
+    fn import(&self, file: &Path) -> String {
+        let out = ok(self.auth.admin(&["image", "import", file.to_str().unwrap()]), "image import");
+        out.split_whitespace().nth(3).unwrap().to_owned()
+    }
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 10) as u8).collect()
 }
 
 #[test]
 fn the_upgrade_flow_of_the_documents() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let kms = KmipServer::start(&dir.join("kms"));
-    let kmip = kms.config(dir, "kmip.toml", "alice", "");
-    let ca = dir.join("tpm-ca");
-    let (mut h1, mut h2) = (Host::new(dir, "host1", &ca), Host::new(dir, "host2", &ca));
-    h1.boot("esxi-8.0");
-    h2.boot("esxi-8.0");
-
-    let mut auth = Authority::new(dir, &kmip);
-    ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
-    // The image, exported from a test host running it, imported before any host needs it.
-    ok(
-        bin()
-            .args([
-                "host",
-                "image-export",
-                "--tcti",
-                &h1.tcti(),
-                "--name",
-                "esxi",
-                "--version",
-                "8.0",
-                "--to",
-            ])
-            .arg(dir.join("8.0.json"))
-            .output()
-            .unwrap(),
-        "export",
-    );
-    let imported = ok(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "import");
-    let old_id = imported.split_whitespace().nth(3).unwrap().to_owned();
-    let url = auth.start(&kmip, "");
-    let (c1, c2) = (host_config(dir, &h1, &[&url], true), host_config(dir, &h2, &[&url], false));
+    let mut site = Site::new(2, 0);
+    let dir_buf = site.dir.clone();
+    let dir: &Path = &dir_buf;
+    let old_id = site.image.clone();
+    let url = site.auth.start(&site.kmip, "");
+    let (c1, c2) =
+        (host_config(dir, &site.hosts[0], &[&url], true), host_config(dir, &site.hosts[1], &[&url], false));
 
     // An allowlisted host attests, creates an encrypted disk, writes, reads.
     let image = pattern(1 << 20, 7);
@@ -222,56 +247,34 @@ fn the_upgrade_flow_of_the_documents() {
 
     // host1 is upgraded: it attests no more, naming the image the authority does not know, and its
     // disk does not open (its persisted key is not used for a refusal), writing nothing.
-    h1.boot("esxi-8.0u1");
+    site.hosts[0].boot("esxi-8.0u1");
     let line =
         refused(with(dir, &c1, &["disk", "export", "h1.disk", "--to", "h1.after"]), "not in the policy");
     assert!(line.contains("base image"), "{line}");
     assert!(!dir.join("h1.after").exists());
 
     // The new image, exported from the upgraded host, imported: host1 reads its disk again.
-    ok(
-        bin()
-            .args([
-                "host",
-                "image-export",
-                "--tcti",
-                &h1.tcti(),
-                "--name",
-                "esxi",
-                "--version",
-                "8.0u1",
-                "--to",
-            ])
-            .arg(dir.join("8.0u1.json"))
-            .output()
-            .unwrap(),
-        "export 8.0u1",
-    );
-    let new_id =
-        ok(auth.admin(&["image", "import", dir.join("8.0u1.json").to_str().unwrap()]), "import 8.0u1");
-    assert!(
-        line.contains(new_id.split_whitespace().nth(3).unwrap()),
-        "the refusal named {line}, the import {new_id}"
-    );
+    let new_id = site.import(&site.export(0, "8.0u1"));
+    assert!(line.contains(&new_id), "the refusal named {line}, the import {new_id}");
     ok(with(dir, &c1, &["disk", "export", "h1.disk", "--to", "h1.after"]), "export after import");
     assert!(std::fs::read(dir.join("h1.after")).unwrap() == image);
-    let list = ok(auth.admin(&["image", "list"]), "list");
+    let list = ok(site.auth.admin(&["image", "list"]), "list");
     assert!(list.contains("8.0u1") && list.contains(&old_id), "{list}");
 
     // host2, still on the old image, keeps working until the old image is removed, then fails.
     ok(with(dir, &c2, &["disk", "export", "h2.disk", "--to", "h2.out"]), "host2 before removal");
-    let r2 = Raw::new(&[&url], &h2);
+    let r2 = Raw::new(&[&url], &site.hosts[1]);
     let token = r2.attest(0);
     r2.key(0, &token.token, KeyOp::Create { name: None }).unwrap();
-    ok(auth.admin(&["image", "remove", &old_id]), "remove");
+    ok(site.auth.admin(&["image", "remove", &old_id]), "remove");
     refused(with(dir, &c2, &["disk", "export", "h2.disk", "--to", "h2.after"]), "not in the policy");
     // At once, even for a token already out.
     assert_eq!(code(r2.key(0, &token.token, KeyOp::Create { name: None })), RefusalCode::UnknownImage);
     assert!(!dir.join("h2.after").exists());
-    refused(auth.admin(&["image", "remove", &old_id]), "no base image");
+    refused(site.auth.admin(&["image", "remove", &old_id]), "no base image");
 
     // The authority down: host1's persisted key still serves, with a notice; host2 keeps none.
-    auth.stop_all();
+    site.auth.stop_all();
     let out = with(dir, &c1, &["disk", "export", "h1.disk", "--to", "h1.offline"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -280,7 +283,7 @@ fn the_upgrade_flow_of_the_documents() {
         "{stderr}"
     );
     assert!(std::fs::read(dir.join("h1.offline")).unwrap() == image);
-    h2.boot("esxi-8.0u1");
+    site.hosts[1].boot("esxi-8.0u1");
     refused(
         with(dir, &c2, &["disk", "export", "h2.disk", "--to", "h2.offline"]),
         "no attestation authority answers",
@@ -376,61 +379,36 @@ fn join(header: &serde_json::Value, claims: &serde_json::Value, signature: &str)
 
 #[test]
 fn every_refusal_is_one_clear_line_and_gets_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let kms = KmipServer::start(&dir.join("kms"));
-    let kmip = kms.config(dir, "kmip.toml", "alice", "");
-    let (ca, foreign) = (dir.join("tpm-ca"), dir.join("foreign-ca"));
-    let mut h1 = Host::new(dir, "host1", &ca);
-    let mut h2 = Host::new(dir, "host2", &ca);
-    let mut h3 = Host::new(dir, "host3", &foreign);
-    for host in [&mut h1, &mut h2, &mut h3] {
-        host.boot("esxi-8.0");
-    }
-    let mut auth = Authority::new(dir, &kmip);
-    ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
+    let mut site = Site::new(2, 1);
+    let dir_buf = site.dir.clone();
+    let dir: &Path = &dir_buf;
+    let issuer = site.ca.join("issuercert.pem");
+    refused(site.auth.admin(&["tpm-ca", "import", issuer.to_str().unwrap()]), "trusted already");
     refused(
-        auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]),
-        "trusted already",
-    );
-    refused(
-        auth.admin(&["tpm-ca", "import", pki().join("server.pem").to_str().unwrap()]),
+        site.auth.admin(&["tpm-ca", "import", pki().join("server.pem").to_str().unwrap()]),
         "not a CA certificate",
     );
-    ok(
-        bin()
-            .args([
-                "host",
-                "image-export",
-                "--tcti",
-                &h1.tcti(),
-                "--name",
-                "esxi",
-                "--version",
-                "8.0",
-                "--to",
-            ])
-            .arg(dir.join("8.0.json"))
-            .output()
-            .unwrap(),
-        "export",
+    refused(
+        site.auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]),
+        "imported already",
     );
-    ok(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "import");
-    refused(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "imported already");
-    let a = auth.start(&kmip, "");
+    let a = site.auth.start(&site.kmip, "");
     // A second replica on the same policy, with short-lived tokens and challenges.
-    let b = auth.start(&kmip, "token_seconds = 2\nchallenge_seconds = 1\n");
+    let b = site.auth.start(&site.kmip, "token_seconds = 2\nchallenge_seconds = 1\n");
 
     // An EK certified by a foreign CA: refused, until the admin lists that EK.
-    let c3 = host_config(dir, &h3, &[&a], false);
+    let c3 = host_config(dir, &site.hosts[2], &[&a], false);
     refused(with(dir, &c3, &["host", "attest"]), "not signed by a trusted TPM CA");
     refused(with(dir, &c3, &["disk", "create", "h3.disk", "--size", "1M"]), "not signed by a trusted TPM CA");
     assert!(!dir.join("h3.disk").exists());
-    ok(auth.admin(&["ek", "import", "--from-host", "--tcti", &h3.tcti()]), "ek import");
-    refused(auth.admin(&["ek", "import", "--from-host", "--tcti", &h3.tcti()]), "trusted already");
+    ok(site.auth.admin(&["ek", "import", "--from-host", "--tcti", &site.hosts[2].tcti()]), "ek import");
+    refused(
+        site.auth.admin(&["ek", "import", "--from-host", "--tcti", &site.hosts[2].tcti()]),
+        "trusted already",
+    );
     ok(with(dir, &c3, &["host", "attest"]), "attest once listed");
     // An EK without a certificate and not listed.
-    let r1 = Raw::new(&[&a, &b], &h1);
+    let r1 = Raw::new(&[&a, &b], &site.hosts[0]);
     let bare: Result<AttestChallenge, _> = r1.client.post(0, "/v1/attest/challenge", &r1.enrol(false));
     assert_eq!(code(bare), RefusalCode::UntrustedEk);
 
@@ -461,7 +439,7 @@ fn every_refusal_is_one_clear_line_and_gets_nothing() {
     );
 
     // A token from another host: useless without that host's TPM.
-    let r2 = Raw::new(&[&a], &h2);
+    let r2 = Raw::new(&[&a], &site.hosts[1]);
     let token2 = r2.attest(0);
     assert_eq!(code(r1.key(0, &token2.token, KeyOp::Get { id: created.id.clone() })), RefusalCode::OtherHost);
     // ... even presenting the other host's AK, since the quote must verify under it.
@@ -510,7 +488,7 @@ fn every_refusal_is_one_clear_line_and_gets_nothing() {
 
     // Failover: a dead authority first in the list, then a live one.
     let dead = format!("https://127.0.0.1:{}", free_port_pair());
-    let failover = host_config(dir, &h1, &[&dead, &a], false);
+    let failover = host_config(dir, &site.hosts[0], &[&dead, &a], false);
     ok(with(dir, &failover, &["host", "attest"]), "failover");
     // An authority whose certificate the host's CA did not sign.
     let untrusted = dir.join("untrusted.toml");
@@ -523,48 +501,27 @@ fn every_refusal_is_one_clear_line_and_gets_nothing() {
     // A request that is not the protocol's.
     let garbage: Result<Token, _> = r1.client.post(0, "/v1/attest", &serde_json::json!({"challenge": 1}));
     assert_eq!(code(garbage), RefusalCode::BadRequest);
-    auth.stop_all();
+    site.auth.stop_all();
 }
 
 /// A TPM clear keeps the endorsement seed, so the host still attests; the owner seed changes, so the
 /// persisted store no longer unseals: the host re-enrols it with `keys persistence clear`.
 #[test]
 fn a_cleared_tpm_attests_again_and_re_enrols_its_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let kms = KmipServer::start(&dir.join("kms"));
-    let kmip = kms.config(dir, "kmip.toml", "alice", "");
-    let ca = dir.join("tpm-ca");
-    let mut h1 = Host::new(dir, "host1", &ca);
-    h1.boot("esxi-8.0");
-    let mut auth = Authority::new(dir, &kmip);
-    ok(auth.admin(&["tpm-ca", "import", ca.join("issuercert.pem").to_str().unwrap()]), "tpm-ca import");
-    ok(
-        bin()
-            .args([
-                "host",
-                "image-export",
-                "--tcti",
-                &h1.tcti(),
-                "--name",
-                "esxi",
-                "--version",
-                "8.0",
-                "--to",
-            ])
-            .arg(dir.join("8.0.json"))
-            .output()
-            .unwrap(),
-        "export",
-    );
-    ok(auth.admin(&["image", "import", dir.join("8.0.json").to_str().unwrap()]), "import");
-    let url = auth.start(&kmip, "");
-    let config = host_config(dir, &h1, &[&url], true);
+    let mut site = Site::new(1, 0);
+    let dir_buf = site.dir.clone();
+    let dir: &Path = &dir_buf;
+    let url = site.auth.start(&site.kmip, "");
+    let config = host_config(dir, &site.hosts[0], &[&url], true);
     let spec = format!("trusted:{}", config.display());
     ok(with(dir, &config, &["disk", "create", "h1.disk", "--size", "1M"]), "create");
     ok(bin().args(["keys", "persistence", "status", &spec]).output().unwrap(), "status");
 
-    let out = Command::new("tpm2_clear").args(["-c", "p"]).env("TPM2TOOLS_TCTI", h1.tcti()).output().unwrap();
+    let out = Command::new("tpm2_clear")
+        .args(["-c", "p"])
+        .env("TPM2TOOLS_TCTI", site.hosts[0].tcti())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "tpm2_clear: {}", String::from_utf8_lossy(&out.stderr));
     ok(with(dir, &config, &["host", "attest"]), "attest after a clear");
     // The disk still opens (the authority releases its key), with a notice that the store needs
@@ -578,7 +535,7 @@ fn a_cleared_tpm_attests_again_and_re_enrols_its_store() {
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = ok(bin().args(["keys", "persistence", "status", &spec]).output().unwrap(), "status");
     assert!(status.contains("1 key(s)") && status.contains("unseals"), "{status}");
-    auth.stop_all();
+    site.auth.stop_all();
 }
 
 /// The admin commands and `serve` refuse bad input with one line, changing nothing in the policy.

@@ -141,7 +141,7 @@ impl State {
         })
     }
 
-    fn key_challenge(&self) -> Result<KeyChallenge, Refusal> {
+    fn key_challenge(&self, _: Empty) -> Result<KeyChallenge, Refusal> {
         let nonce = random(32)?;
         let challenge = self.file(nonce.clone(), None)?;
         Ok(KeyChallenge { challenge, nonce: nonce.to_vec(), pcrs: self.config.pcrs.clone() })
@@ -205,6 +205,33 @@ fn body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Re
     })
 }
 
+/// A POST route: its JSON body read as `T` and handed to `f` on a blocking thread.
+fn endpoint<T, R>(
+    state: &Arc<State>,
+    what: &'static str,
+    f: fn(&State, T) -> Result<R, Refusal>,
+) -> axum::routing::MethodRouter
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+{
+    let state = state.clone();
+    post(move |request: Result<Json<T>, axum::extract::rejection::JsonRejection>| {
+        let state = state.clone();
+        async move {
+            match body(request) {
+                Ok(value) => blocking(what, state, move |st| f(st, value)).await,
+                Err(reply) => reply,
+            }
+        }
+    })
+}
+
+/// The body of a key challenge request: nothing.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
 pub(crate) fn serve(config: AuthConfig) -> Result<()> {
     // Fail now, not at the first request, on a policy or key that does not load.
     Policy::load(&config)?;
@@ -220,53 +247,11 @@ async fn run(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&state.config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", state.config.listen))?;
-    let s = state.clone();
     let app = axum::Router::new()
-        .route(
-            "/v1/attest/challenge",
-            post(move |b| {
-                let s = s.clone();
-                async move {
-                    match body::<Enrol>(b) {
-                        Ok(enrol) => {
-                            blocking("attest/challenge", s, move |st| st.attest_challenge(enrol)).await
-                        }
-                        Err(reply) => reply,
-                    }
-                }
-            }),
-        )
-        .route("/v1/attest", {
-            let s = state.clone();
-            post(move |b| {
-                let s = s.clone();
-                async move {
-                    match body::<Evidence>(b) {
-                        Ok(evidence) => blocking("attest", s, move |st| st.attest(evidence)).await,
-                        Err(reply) => reply,
-                    }
-                }
-            })
-        })
-        .route("/v1/keys/challenge", {
-            let s = state.clone();
-            post(move || {
-                let s = s.clone();
-                async move { blocking("keys/challenge", s, |st| st.key_challenge()).await }
-            })
-        })
-        .route("/v1/keys", {
-            let s = state.clone();
-            post(move |b| {
-                let s = s.clone();
-                async move {
-                    match body::<KeyRequest>(b) {
-                        Ok(request) => blocking("keys", s, move |st| st.key(request)).await,
-                        Err(reply) => reply,
-                    }
-                }
-            })
-        });
+        .route("/v1/attest/challenge", endpoint(&state, "attest/challenge", State::attest_challenge))
+        .route("/v1/attest", endpoint(&state, "attest", State::attest))
+        .route("/v1/keys/challenge", endpoint(&state, "keys/challenge", State::key_challenge))
+        .route("/v1/keys", endpoint(&state, "keys", State::key));
     // The first line on stdout: what a supervisor (or a test) waits for, with the port if it was 0.
     outln!("listening on https://{}", listener.local_addr()?);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);

@@ -24,6 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use zeroize::Zeroizing;
 
+/// Most challenges one replica keeps open at once.
+const MAX_PENDING: usize = 100_000;
+
 /// A challenge issued and not yet answered.
 struct Pending {
     nonce: Zeroizing<Vec<u8>>,
@@ -83,6 +86,13 @@ impl State {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let keep = self.config.challenge_lifetime * 10;
         pending.retain(|_, p| p.issued.elapsed() < keep);
+        // Challenges are free to ask for: a flood must not grow the replica's memory without bound.
+        if pending.len() >= MAX_PENDING {
+            pending.retain(|_, p| p.issued.elapsed() <= self.config.challenge_lifetime);
+            if pending.len() >= MAX_PENDING {
+                return Err(refuse(RefusalCode::Internal, "too many challenges are open: try again shortly"));
+            }
+        }
         pending.insert(id.clone(), Pending { nonce, attest, issued: Instant::now() });
         Ok(id)
     }

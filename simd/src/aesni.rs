@@ -3,11 +3,12 @@
 //! Eight blocks are in flight: AESENC has a latency of several cycles but the core starts one or two
 //! per cycle, so eight independent blocks keep the AES units busy. Each middle round takes all eight
 //! through one `asm!` block ([`round_of_eight`]): from intrinsics the compiler took two blocks at a
-//! time through every round, leaving too few rounds in flight. Their eight tweaks live in registers
-//! and jump ahead by `x^8` with a byte shift and one carry-less multiply each ([`mul_x8`]), so no serial doubling
-//! chain limits the loop: with AES-128 one tweak per round, between the rounds of the group before
-//! ([`crypt_eight_stepping`]); with AES-256, whose round keys leave no registers to pin them with,
-//! after each group.
+//! time through every round, leaving too few rounds in flight. Their eight tweaks live in registers.
+//! The next group's come from a chain of doublings ([`double`]: a shuffle, a shift, an AND, an add and
+//! an XOR), each from the one before: with AES-128 one per round, between the rounds of the group
+//! before ([`crypt_eight_stepping`]); with AES-256, whose round keys leave no registers to pin them
+//! with, after each group. The chain is short beside the group's rounds. What the main loop avoids
+//! is PCLMULQDQ: on Zen 4 it competes with AESENC for the same units (`docs/PERFORMANCE.md`).
 //!
 //! The data key's first round key is folded into the tweak before the first XOR, and the tweak into
 //! the last round key (`AESENCLAST(s, k) ^ t == AESENCLAST(s, k ^ t)`), so each block costs one XOR
@@ -84,6 +85,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: S
         let (body, stolen) = split_for_stealing(unit);
         let mut tw = [t0; 8];
         for (j, t) in tw.iter_mut().enumerate() {
+            // Independent of each other: a chain of doublings here would hold up each unit's start.
             *t = mul_x_pow(t0, j as i32);
         }
         let mut groups = body.chunks_exact(8 * 16);
@@ -95,8 +97,9 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(rk: &[__m128i; 15], unit: S
                 crypt_eight_stepping::<DEC, NR>(rk, &group, &mut tw);
             } else {
                 crypt_eight::<DEC, NR>(rk, &group, &tw);
-                for t in &mut tw {
-                    *t = mul_x8(*t);
+                tw[0] = double(tw[7]);
+                for j in 1..8 {
+                    tw[j] = double(tw[j - 1]);
                 }
             }
         }
@@ -161,7 +164,7 @@ unsafe fn crypt_eight_stepping<const DEC: bool, const NR: usize>(
             let ready = tw[(r + 6) % 8];
             round_of_eight_pinned::<DEC>(&mut s, rk[r], &mut tw[replaced], ready);
             if r <= 8 {
-                tw[r - 1] = mul_x8(tw[r - 1]);
+                tw[r - 1] = double(tw[(r + 6) % 8]);
             }
         });
         for j in 0..8 {
@@ -326,20 +329,18 @@ pub(crate) unsafe fn mul_x_pow(t: __m128i, k: i32) -> __m128i {
     }
 }
 
-/// `t * x^8`: the tweak moves up one byte, and the byte that falls off the top comes back times
-/// `x^7 + x^2 + x + 1` (a product of at most 15 bits, so one reduction is enough). Four instructions
-/// where [`mul_x_pow`] takes eight: this step runs once per block of the main loop, on the same
-/// vector pipes as the AES rounds.
+/// `t * x`: every 64-bit half doubled, the bit that leaves the low half carried into the high one,
+/// and the bit that leaves the top folded back in as `x^7 + x^2 + x + 1`. No carry-less multiply.
 ///
 /// # Safety
-/// The CPU must support PCLMULQDQ and SSE2.
+/// The CPU must support SSE2.
 #[inline(always)]
-unsafe fn mul_x8(t: __m128i) -> __m128i {
-    // SAFETY: the caller guarantees the features.
+unsafe fn double(t: __m128i) -> __m128i {
+    // SAFETY: the caller guarantees SSE2.
     unsafe {
-        let overflow = _mm_srli_si128::<15>(t);
-        let reduced = _mm_clmulepi64_si128::<0x00>(overflow, _mm_cvtsi32_si128(0x87));
-        _mm_xor_si128(_mm_slli_si128::<1>(t), reduced)
+        // Dword 0 takes the sign of dword 3 (bit 127), dword 2 the sign of dword 1 (bit 63).
+        let carries = _mm_srai_epi32::<31>(_mm_shuffle_epi32::<0x13>(t));
+        _mm_xor_si128(_mm_add_epi64(t, t), _mm_and_si128(carries, _mm_set_epi32(0, 1, 0, 0x87)))
     }
 }
 

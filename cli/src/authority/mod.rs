@@ -241,10 +241,7 @@ fn tpm_ca_import(config: &AuthConfig, pem: &Path) -> Result<()> {
     }
     create_dirs(config)?;
     for (path, fingerprint, subject, der) in entries {
-        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
-        let lines: Vec<&str> =
-            body.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).expect("base64 is ASCII")).collect();
-        let text = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"));
+        let text = policy::pem("CERTIFICATE", der);
         add_file(&path, text.as_bytes(), || format!("TPM CA {subject} is trusted already"))?;
         outln!("trusting TPM CA {subject} ({fingerprint})");
     }

@@ -199,6 +199,16 @@ impl Policy {
     }
 }
 
+/// `der` as a PEM block with this label (base64 in lines of 64). The base64 is zeroized after use:
+/// the token key goes through here.
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    let lines: Vec<&str> =
+        body.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
 /// The certificates of a PEM file, DER.
 pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();

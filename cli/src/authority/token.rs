@@ -7,7 +7,7 @@ use super::policy::AuthConfig;
 use super::verify::refuse;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use sectorcrypt::trusted::protocol::{Refusal, RefusalCode};
@@ -47,13 +47,7 @@ pub(crate) fn generate(path: &Path) -> Result<()> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| anyhow::anyhow!("cannot generate a token key"))?;
-    let body = Zeroizing::new(STANDARD.encode(pkcs8.as_ref()));
-    let mut pem = Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let pem = Zeroizing::new(super::policy::pem("PRIVATE KEY", pkcs8.as_ref()));
     let file = crate::output::new_file(path, false, 0o600)?;
     std::io::Write::write_all(&mut file.file(), pem.as_bytes())?;
     Ok(file.commit()?)

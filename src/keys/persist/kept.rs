@@ -40,7 +40,7 @@ impl Kept {
         self.store.as_ref()
     }
 
-    pub(crate) fn notice(&self, text: String) {
+    fn notice(&self, text: String) {
         let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
         if !notices.contains(&text) {
             notices.push(text);

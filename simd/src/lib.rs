@@ -16,9 +16,11 @@
 //! this with the two tweaks taken in the opposite order.
 //!
 //! Every block of a unit is independent once its tweak is known, so XTS is as parallel as ECB. The
-//! kernels keep many blocks in flight and derive a whole register of tweaks at once: instead of doubling
-//! block by block (a serial chain), each tweak register jumps ahead by `x^k` with one carry-less multiply,
-//! where `k` is the number of blocks in flight.
+//! kernels keep many blocks in flight, and the tweak arithmetic must stay out of the AES units' way:
+//! VAES-512 jumps each register of four tweaks ahead by `x^k` with one carry-less multiply (`k` the
+//! blocks in flight), while the AES-NI and VAES-256 kernels, whose narrower registers leave no room
+//! for that beside the rounds, double the tweaks one by one in general-purpose registers, ahead of
+//! the blocks that use them (`stream`).
 //!
 //! # Shape
 //!
@@ -74,9 +76,13 @@ pub mod ceiling;
 mod gf128;
 mod keys;
 mod portable;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod reached;
 mod sealed;
 #[cfg(target_arch = "x86_64")]
 mod span;
+#[cfg(target_arch = "x86_64")]
+mod stream;
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
@@ -107,6 +113,7 @@ mod cpu {
         "sse4.1",
         "avx",
         "avx2",
+        "bmi2",
         "vaes",
         "vpclmulqdq"
     );

@@ -1,17 +1,18 @@
 //! XTS with AES-NI and PCLMULQDQ on 128-bit registers.
 //!
 //! Eight blocks are in flight: AESENC has a latency of four cycles on Zen 4 and the core starts two
-//! per cycle, so eight independent blocks keep the AES units busy. Calls of at least 1 KiB whose data
-//! units are whole groups of eight blocks (every disk layout's) take the streamed path ([`stream`]):
-//! general-purpose registers make the tweaks two groups ahead, into memory, so the vector pipes do
-//! little beside the rounds. Other calls (a single small unit, odd unit lengths) take the path below,
-//! which holds a unit's eight tweaks in registers and makes the next group's from a chain of
-//! doublings ([`double`]: a shuffle, a shift, an AND, an add and an XOR): with AES-128 one per round,
-//! between the rounds of the group before ([`crypt_eight_stepping`]); with AES-256, whose round keys
-//! leave no registers to pin them with, after each group. Each middle round takes all eight blocks
-//! through one `asm!` block ([`round_of_eight`]): from intrinsics the compiler took two blocks at a
-//! time through every round, leaving too few rounds in flight. Neither path uses PCLMULQDQ in its
-//! main loop: on Zen 4 it competes with AESENC for the same units (`docs/PERFORMANCE.md`).
+//! per cycle, so eight independent blocks keep the AES units busy. Calls of at least sixteen groups
+//! of eight blocks (2 KiB) whose data units are whole groups (every disk layout's) take the streamed
+//! path ([`crate::stream`], this width's `asm!` in [`stream`]): general-purpose registers make the
+//! tweaks four groups ahead, into memory, so the vector pipes do little beside the rounds. Other calls
+//! (a short call, odd unit lengths) take the path below, which holds a unit's eight tweaks in
+//! registers and makes the next group's from a chain of doublings ([`double`]: a shuffle, a shift, an
+//! AND, an add and an XOR): with AES-128 one per round, between the rounds of the group before
+//! ([`crypt_eight_stepping`]); with AES-256, whose round keys leave no registers to pin them with,
+//! after each group. Each middle round takes all eight blocks through one `asm!` block
+//! ([`round_of_eight`]): from intrinsics the compiler took two blocks at a time through every round,
+//! leaving too few rounds in flight. Neither path uses PCLMULQDQ in its main loop: on Zen 4 it competes
+//! with AESENC for the same units (`docs/PERFORMANCE.md`).
 //!
 //! The data key's first round key is folded into the tweak before the first XOR, and the tweak into
 //! the last round key (`AESENCLAST(s, k) ^ t == AESENCLAST(s, k ^ t)`) or XORed after it, so each
@@ -46,10 +47,6 @@ pub(crate) unsafe fn xts(
     }
 }
 
-/// The shortest call the streamed path takes: below it, making the first two groups' tweaks before
-/// the first group costs more than the stream gains (a single 512-byte unit ran 2-4 points slower).
-const STREAM_MIN: usize = 8 * stream::GROUP_BYTES;
-
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ and SSE4.1.
 #[inline(always)]
@@ -65,24 +62,19 @@ unsafe fn units<const DEC: bool, const NR: usize>(
         let rk = load_keys(if DEC { &keys.dec } else { &keys.enc });
         let tk = load_keys(&keys.tweak);
         let unit_len = unit_len.max(16);
-        if unit_len.is_multiple_of(stream::GROUP_BYTES) && buf.len() >= unit_len && buf.len() >= STREAM_MIN {
-            // Whole groups in every unit: the streamed path, then a short last unit if there is one.
-            let whole = buf.len() - buf.len() % unit_len;
-            let (streamed, rest) = buf.split_at(whole);
-            stream::units::<DEC, NR>(
-                if DEC { &keys.dec } else { &keys.enc },
-                &tk,
-                streamed,
-                unit_len,
-                first,
-                step,
-            );
-            if !rest.is_empty() {
-                let number = first.wrapping_add(step.wrapping_mul((whole / unit_len) as u128));
-                one_unit::<DEC, NR>(&rk, rest, encrypt_tweak::<NR>(&tk, number));
-            }
-            return;
-        }
+        let keys = if DEC { &keys.dec } else { &keys.enc };
+        let buf =
+            match crate::stream::whole_units::<stream::Xmm, DEC, NR>(keys, &tk, buf, unit_len, first, step) {
+                Ok((rest, number)) => {
+                    if !rest.is_empty() {
+                        one_unit::<DEC, NR>(&rk, rest, encrypt_tweak::<NR>(&tk, number));
+                    }
+                    return;
+                }
+                Err(buf) => buf,
+            };
+        #[cfg(test)]
+        crate::reached::hit(crate::Backend::AesNi, crate::reached::Path::InRegisters, NR);
         if buf.len() <= unit_len {
             one_unit::<DEC, NR>(&rk, buf, encrypt_tweak::<NR>(&tk, first));
             return;

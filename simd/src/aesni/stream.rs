@@ -1,111 +1,51 @@
-//! The AES-NI kernel's main path: data units of whole groups of eight blocks, streamed.
+//! The AES-NI kernel's `asm!` blocks for the streamed path ([`crate::stream`]).
 //!
-//! Eight blocks are in flight, one per xmm register; each middle round loads its key once into a
-//! register and runs all eight through it. The tweaks never occupy a vector register: general-purpose
-//! registers double them (`t * x`: shift, add with carry, and a masked `0x87`), two groups ahead of
-//! the group they belong to, into a ring of three groups' tweaks in memory, and the group XORs them in
-//! from there. That takes the tweak arithmetic off the vector pipes, which on Zen 4 it otherwise
-//! shares with AESENC (`docs/PERFORMANCE.md`), and leaves the vector work per block at two loads, a
-//! store and three XORs beside the rounds. Two groups ahead, not one, because the tweak is stored as
-//! two 64-bit halves and read as one 128-bit value: the load cannot take its data from the stores
-//! while they are still in flight, and two groups give them time to retire.
-//!
-//! The stream runs across data units: when the group two ahead starts a unit, the generator starts
-//! from that unit's encrypted first tweak instead of doubling, and those first tweaks are encrypted
-//! four units at a time ahead of need ([`FirstTweaks`]).
+//! A group is eight blocks in xmm0-xmm7. Each block is loaded, XORed with the first round key
+//! (xmm15) and its tweak from the ring (legacy SSE takes a memory operand only when it is aligned,
+//! which the ring is and the caller's data need not be); each round key is loaded once per round into
+//! xmm13, and the last round key sits in xmm14. The eight tweaks of the group four ahead are made one
+//! per round, spread through the rounds' instructions, by `mov`, `sar`, `and`, `add`, `adc` and
+//! `xor` (no BMI2: CPUs with AES-NI but without it run this kernel), and stored as 64-bit halves.
 
-use super::{encrypt_four_tweaks, encrypt_tweak, mul_x_pow};
-use crate::span::Span;
+use super::mul_x_pow;
+use crate::stream::{Groups, Pointers};
 use core::arch::asm;
 use core::arch::x86_64::*;
 
-/// Blocks per group.
-const GROUP: usize = 8;
+/// The AES-NI width of the streamed path.
+pub(crate) struct Xmm;
 
-/// Group bytes.
-pub(super) const GROUP_BYTES: usize = 16 * GROUP;
+impl Groups for Xmm {
+    #[cfg(test)]
+    const BACKEND: crate::Backend = crate::Backend::AesNi;
+    const BLOCKS: usize = 8;
 
-/// The tweaks of three consecutive groups, group `g`'s in slot `g % 3`, each a little-endian
-/// 128-bit value as two 64-bit halves (the layout of an xmm load).
-#[repr(C, align(64))]
-struct Ring([[[u64; 2]; GROUP]; 3]);
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // Tweaks are what a unit's ciphertext is bound to; leave none on the stack. Plain stores
-        // (whole registers, not `zeroize`'s byte-wise volatile ones, which cost small calls 4%), kept
-        // by handing the ring to `black_box` after them.
-        self.0 = [[[0; 2]; GROUP]; 3];
-        core::hint::black_box(&mut self.0);
+    #[inline(always)]
+    unsafe fn four<const DEC: bool, const NR: usize>(p: &Pointers, lo: u64, hi: u64) -> (u64, u64) {
+        // SAFETY: the caller guarantees the features and the memory.
+        unsafe { blocks::<DEC, NR, true>(p, lo, hi) }
     }
-}
 
-/// Runs XTS over `buf`, whole data units of `unit_len` bytes (a non-zero multiple of
-/// [`GROUP_BYTES`]), numbered from `first` by `step`. `rk` holds the round keys of the direction.
-///
-/// # Safety
-/// The CPU must support AES-NI, PCLMULQDQ and SSE4.1; `unit_len` is a non-zero multiple of
-/// [`GROUP_BYTES`] and `buf.len()` a multiple of `unit_len`.
-#[inline(always)]
-pub(super) unsafe fn units<const DEC: bool, const NR: usize>(
-    rk: &[[u8; 16]; 15],
-    tk: &[__m128i; 15],
-    buf: Span<'_>,
-    unit_len: usize,
-    first: u128,
-    step: u128,
-) {
-    debug_assert!(unit_len.is_multiple_of(GROUP_BYTES) && unit_len > 0 && buf.len().is_multiple_of(unit_len));
-    let per_unit = unit_len / GROUP_BYTES;
-    let total = buf.len() / GROUP_BYTES;
-    // SAFETY: the caller guarantees the features.
-    unsafe {
-        let mut firsts = FirstTweaks::<NR>::new(tk, first, step, buf.len() / unit_len);
-        let mut ring = Ring([[[0; 2]; GROUP]; 3]);
-        // The first two groups' tweaks, made here as independent products of the unit's first tweak
-        // (a chain of doublings would hold up the first group) and stored whole, so the first group's
-        // loads take them straight from the stores; the asm of each group makes those two after it.
-        let (mut base, mut power) = (_mm_setzero_si128(), 0);
-        let mut t = base;
-        for (g, slot) in ring.0.iter_mut().enumerate().take(2.min(total)) {
-            if g % per_unit == 0 {
-                (base, power) = (firsts.next(), 0);
-            }
-            for tweak in slot.iter_mut() {
-                t = mul_x_pow(base, power);
-                _mm_storeu_si128(tweak.as_mut_ptr().cast(), t);
-                power += 1;
-            }
-        }
-        let (mut lo, mut hi) = halves(t);
-        let k0 = _mm_loadu_si128(rk[0].as_ptr().cast());
-        let last = _mm_loadu_si128(rk[NR].as_ptr().cast());
-        let (mut cur, mut ahead) = (0, 2);
-        for (g, group) in buf.chunks_exact(GROUP_BYTES).enumerate() {
-            let target = g + 2;
-            let starts_unit = target < total && target % per_unit == 0;
-            if starts_unit {
-                (lo, hi) = halves(firsts.next());
-            }
-            let ctx = Group {
-                src: group.src(),
-                dst: group.dst(),
-                cur: ring.0[cur].as_ptr().cast(),
-                ahead: ring.0[ahead].as_mut_ptr().cast(),
-                rk: rk.as_ptr().cast(),
-            };
-            (lo, hi) = group_asm::<DEC, NR>(&ctx, k0, last, lo, hi, starts_unit);
-            cur = if cur == 2 { 0 } else { cur + 1 };
-            ahead = if ahead == 2 { 0 } else { ahead + 1 };
+    #[inline(always)]
+    unsafe fn one<const DEC: bool, const NR: usize>(p: &Pointers, lo: u64, hi: u64) -> (u64, u64) {
+        // SAFETY: the caller guarantees the features and the memory.
+        unsafe { blocks::<DEC, NR, false>(p, lo, hi) }
+    }
+
+    #[inline(always)]
+    unsafe fn prime(tweaks: *mut u8, base: __m128i, power: i32) {
+        for j in 0..8 {
+            // SAFETY: the caller guarantees the features; the store is inside the 128 bytes.
+            unsafe { _mm_storeu_si128(tweaks.add(16 * j).cast(), mul_x_pow(base, power + j as i32)) };
         }
     }
 }
 
-/// Stores `(lo, hi)` as tweak `$j` of the group two ahead after doubling it: `t * x` is `t + t` across
-/// both halves, with `0x87` XORed into the low byte when bit 127 falls off (`sar` makes the mask, so
-/// no branch depends on the tweak).
+/// Stores tweak `$j` of a group being made (at `$at`, a template expression) after doubling
+/// `(lo, hi)`: `t * x` is `t + t` across both halves, with `0x87` XORed into the low byte when bit
+/// 127 falls off (`sar` makes the mask, so no branch depends on the tweak).
 macro_rules! double {
-    ($j:literal) => {
+    ($at:literal, $j:literal) => {
         concat!(
             "mov {t}, {hi}\n",
             "sar {t}, 63\n",
@@ -113,84 +53,98 @@ macro_rules! double {
             "add {lo}, {lo}\n",
             "adc {hi}, {hi}\n",
             "xor {lo}, {t}\n",
-            "mov [{ahead} + 16*",
+            "mov [",
+            $at,
+            " + 16*",
             $j,
             "], {lo}\n",
-            "mov [{ahead} + 16*",
+            "mov [",
+            $at,
+            " + 16*",
             $j,
             " + 8], {hi}\n",
         )
     };
 }
 
-/// Tweak 0 of the group two ahead: `keep` stores `(lo, hi)` unchanged (a new unit's first tweak),
-/// `double` its double.
-macro_rules! first {
-    (keep) => {
-        "mov [{ahead}], {lo}\nmov [{ahead} + 8], {hi}\n"
+/// After a round instruction: nothing (`-`), or tweak `$j` of the group being made (at `$at`).
+macro_rules! then {
+    ($at:literal, -) => {
+        ""
     };
-    (double) => {
-        double!(0)
+    ($at:literal, $j:literal) => {
+        double!($at, $j)
     };
 }
 
+/// Middle round `$r` over the eight blocks, each instruction followed by what its slot says.
 #[rustfmt::skip]
-/// Middle round `$r` (its key loaded once into xmm13) over the eight states xmm0-xmm7.
 macro_rules! round {
-    ($op:literal, $r:literal) => {
+    ($op:literal, $r:literal, $at:literal, $s0:tt $s1:tt $s2:tt $s3:tt $s4:tt $s5:tt $s6:tt $s7:tt) => {
         concat!(
             "movdqu xmm13, [{rk} + 16*", $r, "]\n",
-            $op, " xmm0, xmm13\n", $op, " xmm1, xmm13\n", $op, " xmm2, xmm13\n", $op, " xmm3, xmm13\n",
-            $op, " xmm4, xmm13\n", $op, " xmm5, xmm13\n", $op, " xmm6, xmm13\n", $op, " xmm7, xmm13\n",
+            $op, " xmm0, xmm13\n", then!($at, $s0), $op, " xmm1, xmm13\n", then!($at, $s1),
+            $op, " xmm2, xmm13\n", then!($at, $s2), $op, " xmm3, xmm13\n", then!($at, $s3),
+            $op, " xmm4, xmm13\n", then!($at, $s4), $op, " xmm5, xmm13\n", then!($at, $s5),
+            $op, " xmm6, xmm13\n", then!($at, $s6), $op, " xmm7, xmm13\n", then!($at, $s7),
         )
     };
 }
 
+/// The middle rounds with the eight tweaks of the group being made (at `$at`) spread evenly between
+/// their instructions: AES-128's nine, AES-256's thirteen.
 #[rustfmt::skip]
-/// The middle rounds, tweaks 1-7 of the group two ahead made between the first eight of them (tweak
-/// 0 comes before the rounds, in [`group`]): AES-128's nine, AES-256's thirteen.
 macro_rules! rounds {
-    ($op:literal, 10) => {
+    ($op:literal, 10, $at:literal) => {
         concat!(
-            round!($op, 1), double!(1), round!($op, 2), double!(2), round!($op, 3), double!(3),
-            round!($op, 4), double!(4), round!($op, 5), double!(5), round!($op, 6), double!(6),
-            round!($op, 7), double!(7), round!($op, 8), round!($op, 9),
+            round!($op, 1, $at, 0 - - - - - - -), round!($op, 2, $at, - 1 - - - - - -),
+            round!($op, 3, $at, - - 2 - - - - -), round!($op, 4, $at, - - - 3 - - - -),
+            round!($op, 5, $at, - - - - 4 - - -), round!($op, 6, $at, - - - - - 5 - -),
+            round!($op, 7, $at, - - - - - - 6 -), round!($op, 8, $at, - - - - - - - 7),
+            round!($op, 9, $at, - - - - - - - -),
         )
     };
-    ($op:literal, 14) => {
+    ($op:literal, 14, $at:literal) => {
         concat!(
-            round!($op, 1), double!(1), round!($op, 2), double!(2), round!($op, 3), double!(3),
-            round!($op, 4), double!(4), round!($op, 5), double!(5), round!($op, 6), double!(6),
-            round!($op, 7), double!(7), round!($op, 8), round!($op, 9), round!($op, 10),
-            round!($op, 11), round!($op, 12), round!($op, 13),
+            round!($op, 1, $at, 0 - - - - - - -), round!($op, 2, $at, - - - - - 1 - -),
+            round!($op, 3, $at, - - - - - - - -), round!($op, 4, $at, - - 2 - - - - -),
+            round!($op, 5, $at, - - - - - - - 3), round!($op, 6, $at, - - - - - - - -),
+            round!($op, 7, $at, - - - - 4 - - -), round!($op, 8, $at, - - - - - - - -),
+            round!($op, 9, $at, - 5 - - - - - -), round!($op, 10, $at, - - - - - - 6 -),
+            round!($op, 11, $at, - - - - - - - -), round!($op, 12, $at, - - - 7 - - - -),
+            round!($op, 13, $at, - - - - - - - -),
         )
     };
 }
 
-/// Block `$j`: loaded, XORed with its tweak and the first round key (xmm15).
+/// Block `$j` of group `$k`: loaded, XORed with the first round key and its tweak.
 macro_rules! whiten {
-    ($j:literal) => {
+    ($k:literal, $j:literal) => {
         concat!(
             "movdqu xmm",
             $j,
-            ", [{src} + 16*",
-            $j,
-            "]\n",
-            "pxor xmm",
-            $j,
-            ", [{cur} + 16*",
+            ", [{src} + 128*",
+            $k,
+            " + 16*",
             $j,
             "]\n",
             "pxor xmm",
             $j,
             ", xmm15\n",
+            "pxor xmm",
+            $j,
+            ", [{cur} + 128*",
+            $k,
+            " + 16*",
+            $j,
+            "]\n",
         )
     };
 }
 
-/// Block `$j`: the last round (key in xmm14), XORed with its tweak, stored.
+/// Block `$j` of group `$k`: the last round, its tweak, stored.
 macro_rules! finish {
-    ($last:literal, $j:literal) => {
+    ($last:literal, $k:literal, $j:literal) => {
         concat!(
             $last,
             " xmm",
@@ -198,10 +152,14 @@ macro_rules! finish {
             ", xmm14\n",
             "pxor xmm",
             $j,
-            ", [{cur} + 16*",
+            ", [{cur} + 128*",
+            $k,
+            " + 16*",
             $j,
             "]\n",
-            "movdqu [{dst} + 16*",
+            "movdqu [{dst} + 128*",
+            $k,
+            " + 16*",
             $j,
             "], xmm",
             $j,
@@ -210,145 +168,83 @@ macro_rules! finish {
     };
 }
 
-/// A whole group: whitening, tweak 0 of the group two ahead (`$first`), the middle rounds with the
-/// other seven tweaks between them, and the last round.
+/// Group `$k` of a block, making the group four ahead of it at `$at`.
 #[rustfmt::skip]
 macro_rules! group {
-    ($op:literal, $last:literal, $first:ident, $nr:tt) => {
+    ($op:literal, $last:literal, $nr:tt, $k:literal, $at:literal) => {
         concat!(
-            whiten!(0), whiten!(1), whiten!(2), whiten!(3), whiten!(4), whiten!(5), whiten!(6), whiten!(7),
-            first!($first),
-            rounds!($op, $nr),
-            finish!($last, 0), finish!($last, 1), finish!($last, 2), finish!($last, 3),
-            finish!($last, 4), finish!($last, 5), finish!($last, 6), finish!($last, 7),
+            whiten!($k, 0), whiten!($k, 1), whiten!($k, 2), whiten!($k, 3),
+            whiten!($k, 4), whiten!($k, 5), whiten!($k, 6), whiten!($k, 7),
+            rounds!($op, $nr, $at),
+            finish!($last, $k, 0), finish!($last, $k, 1), finish!($last, $k, 2), finish!($last, $k, 3),
+            finish!($last, $k, 4), finish!($last, $k, 5), finish!($last, $k, 6), finish!($last, $k, 7),
         )
     };
 }
 
-/// The pointers one group's `asm!` block works through.
-struct Group {
-    /// The group's 128 input bytes.
-    src: *const u8,
-    /// Where its 128 output bytes go (may equal `src`: every load comes before any store).
-    dst: *mut u8,
-    /// Its eight tweaks.
-    cur: *const u8,
-    /// The ring slot the block fills with the tweaks of the group two ahead.
-    ahead: *mut u8,
-    /// The fifteen round keys of the direction.
-    rk: *const u8,
+/// The first and last round keys into xmm15 and xmm14 (`$nr` the rounds).
+macro_rules! keys {
+    (10) => {
+        "movdqu xmm15, [{rk}]\nmovdqu xmm14, [{rk} + 16*10]\n"
+    };
+    (14) => {
+        "movdqu xmm15, [{rk}]\nmovdqu xmm14, [{rk} + 16*14]\n"
+    };
 }
 
-/// One group's eight loads, rounds and stores, with the eight tweaks of the group two ahead made
-/// between the rounds from `(lo, hi)` (the last tweak made, or with `start` the first tweak of a new
-/// unit, stored as it is). Returns the last tweak made.
+/// Four groups (`true`) or one.
+#[rustfmt::skip]
+macro_rules! block {
+    ($op:literal, $last:literal, $nr:tt, true) => {
+        concat!(
+            keys!($nr),
+            group!($op, $last, $nr, 0, "{ahead}"), group!($op, $last, $nr, 1, "{ahead} + 128"),
+            group!($op, $last, $nr, 2, "{ahead} + 256"), group!($op, $last, $nr, 3, "{ahead} + 384"),
+        )
+    };
+    ($op:literal, $last:literal, $nr:tt, false) => {
+        concat!(keys!($nr), group!($op, $last, $nr, 0, "{ahead}"))
+    };
+}
+
+/// One `asm!` block over four groups (`FOUR`) or one; see [`Groups::four`].
 ///
 /// # Safety
-/// The CPU must support AES-NI and SSE2; `src` and `dst` hold 128 bytes, `cur` and `ahead` 128 bytes
-/// each (distinct), and `rk` fifteen round keys.
+/// The CPU must support AES-NI and SSE2; the pointers hold what [`Pointers`] says.
 #[inline(always)]
-unsafe fn group_asm<const DEC: bool, const NR: usize>(
-    p: &Group,
-    k0: __m128i,
-    last: __m128i,
+unsafe fn blocks<const DEC: bool, const NR: usize, const FOUR: bool>(
+    p: &Pointers,
     mut lo: u64,
     mut hi: u64,
-    start: bool,
 ) -> (u64, u64) {
     macro_rules! run {
         ($template:expr) => {
             asm!(
                 $template,
                 src = in(reg) p.src, dst = in(reg) p.dst, cur = in(reg) p.cur, ahead = in(reg) p.ahead,
-                rk = in(reg) p.rk, lo = inout(reg) lo, hi = inout(reg) hi, t = out(reg) _,
-                in("xmm15") k0, in("xmm14") last,
+                rk = in(reg) p.rk,
+                lo = inout(reg) lo, hi = inout(reg) hi, t = out(reg) _,
                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _, out("xmm13") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm13") _, out("xmm14") _, out("xmm15") _,
                 options(nostack),
             )
         };
     }
-    // SAFETY: the caller guarantees the features and the memory each template touches: 128 bytes at
-    // `src`, `cur` (read) and `dst`, `ahead` (written), and the round keys at `rk`.
+    // SAFETY: the caller guarantees the features and the memory each template touches: the groups'
+    // bytes at `src` (read) and `dst` (written), their tweaks at `cur` (read), the tweaks made at
+    // `ahead` (written) and the round keys (read).
     unsafe {
-        match (DEC, NR == 10, start) {
-            (false, true, false) => run!(group!("aesenc", "aesenclast", double, 10)),
-            (false, true, true) => run!(group!("aesenc", "aesenclast", keep, 10)),
-            (false, false, false) => run!(group!("aesenc", "aesenclast", double, 14)),
-            (false, false, true) => run!(group!("aesenc", "aesenclast", keep, 14)),
-            (true, true, false) => run!(group!("aesdec", "aesdeclast", double, 10)),
-            (true, true, true) => run!(group!("aesdec", "aesdeclast", keep, 10)),
-            (true, false, false) => run!(group!("aesdec", "aesdeclast", double, 14)),
-            (true, false, true) => run!(group!("aesdec", "aesdeclast", keep, 14)),
+        match (DEC, NR == 10, FOUR) {
+            (false, true, true) => run!(block!("aesenc", "aesenclast", 10, true)),
+            (false, true, false) => run!(block!("aesenc", "aesenclast", 10, false)),
+            (false, false, true) => run!(block!("aesenc", "aesenclast", 14, true)),
+            (false, false, false) => run!(block!("aesenc", "aesenclast", 14, false)),
+            (true, true, true) => run!(block!("aesdec", "aesdeclast", 10, true)),
+            (true, true, false) => run!(block!("aesdec", "aesdeclast", 10, false)),
+            (true, false, true) => run!(block!("aesdec", "aesdeclast", 14, true)),
+            (true, false, false) => run!(block!("aesdec", "aesdeclast", 14, false)),
         }
     }
     (lo, hi)
-}
-
-/// The units' encrypted first tweaks, in order, encrypted four at a time, the next four before they
-/// are needed (each is a serial chain of ten or fourteen rounds).
-struct FirstTweaks<'a, const NR: usize> {
-    tk: &'a [__m128i; 15],
-    step: u128,
-    /// The unit number of `ahead[0]`.
-    number: u128,
-    batch: [__m128i; 4],
-    ahead: [__m128i; 4],
-    used: usize,
-    /// Units whose first tweak is not yet in `batch` or `ahead`.
-    left: usize,
-}
-
-impl<'a, const NR: usize> FirstTweaks<'a, NR> {
-    /// # Safety
-    /// The CPU must support AES-NI and SSE4.1.
-    #[inline(always)]
-    unsafe fn new(tk: &'a [__m128i; 15], first: u128, step: u128, units: usize) -> Self {
-        // SAFETY: the caller guarantees the features.
-        unsafe {
-            let zero = [_mm_setzero_si128(); 4];
-            if units == 1 {
-                // One unit: one chain, not four.
-                let batch = [encrypt_tweak::<NR>(tk, first), zero[1], zero[2], zero[3]];
-                return FirstTweaks { tk, step, number: first, batch, ahead: zero, used: 0, left: 0 };
-            }
-            let number = first.wrapping_add(step.wrapping_mul(4));
-            let batch = encrypt_four_tweaks::<NR>(tk, first, step);
-            let left = units.saturating_sub(4);
-            let ahead = if left > 0 { encrypt_four_tweaks::<NR>(tk, number, step) } else { zero };
-            FirstTweaks { tk, step, number, batch, ahead, used: 0, left }
-        }
-    }
-
-    /// The next unit's first tweak.
-    ///
-    /// # Safety
-    /// The CPU must support AES-NI and SSE4.1.
-    #[inline(always)]
-    unsafe fn next(&mut self) -> __m128i {
-        // SAFETY: the caller guarantees the features.
-        unsafe {
-            if self.used == 4 {
-                self.batch = self.ahead;
-                self.used = 0;
-                self.left = self.left.saturating_sub(4);
-                self.number = self.number.wrapping_add(self.step.wrapping_mul(4));
-                if self.left > 0 {
-                    self.ahead = encrypt_four_tweaks::<NR>(self.tk, self.number, self.step);
-                }
-            }
-            self.used += 1;
-            self.batch[self.used - 1]
-        }
-    }
-}
-
-/// A tweak's low and high 64-bit halves, for the general-purpose registers that double it.
-///
-/// # Safety
-/// The CPU must support SSE4.1.
-#[inline(always)]
-unsafe fn halves(t: __m128i) -> (u64, u64) {
-    // SAFETY: the caller guarantees SSE4.1.
-    unsafe { (_mm_cvtsi128_si64(t) as u64, _mm_extract_epi64::<1>(t) as u64) }
 }

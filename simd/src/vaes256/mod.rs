@@ -1,26 +1,31 @@
 //! XTS with VAES and VPCLMULQDQ on 256-bit registers (AVX2 machines with VAES: Zen 3 and later, Alder
 //! Lake and later).
 //!
-//! A register holds two consecutive blocks and their two tweaks. Eight registers, sixteen blocks, are in
-//! flight, each middle round one `asm!` block over all eight ([`round_of_eight`], for the reason given
-//! in the AES-NI kernel). Lane `l` of tweak register `j` holds `T0 * x^(2j + l)`, and every tweak
-//! register jumps ahead by `x^16` per group (a two-byte shift and one carry-less multiply): with
-//! AES-128 one register per round, between the rounds ([`crypt_stepping`]); with AES-256 after each
-//! group. AVX2 has only sixteen vector registers, so the compiler keeps some tweaks on the stack;
-//! those reloads ride on the load ports, which this loop barely uses. Fewer than sixteen blocks left
-//! at the end of a unit go through the 128-bit helpers.
+//! A register holds two consecutive blocks and their two tweaks; eight registers, sixteen blocks, are
+//! in flight. Calls of at least sixteen such groups (4 KiB) whose data units are whole groups take the
+//! streamed path ([`crate::stream`], this width's `asm!` in [`stream`]): general-purpose registers make
+//! the tweaks four groups ahead, into memory, with BMI2's `sarx`. Shorter calls and odd unit lengths
+//! take the path below, each middle round one `asm!` block over all eight registers
+//! ([`round_of_eight`], for the reason given in the AES-NI kernel). There lane `l` of tweak register
+//! `j` holds `T0 * x^(2j + l)`, and every tweak register jumps ahead by `x^16` per group (a two-byte
+//! shift and one carry-less multiply): with AES-128 one register per round, between the rounds
+//! ([`crypt_stepping`]); with AES-256 after each group. AVX2 has only sixteen vector registers, so the
+//! compiler keeps some tweaks on the stack. Fewer than sixteen blocks left at the end of a unit go
+//! through the 128-bit helpers.
 
 use crate::aesni;
 use crate::keys::RoundKeys;
 use crate::span::Span;
 use core::arch::x86_64::*;
 
+mod stream;
+
 /// Runs XTS over `buf` cut into units of `unit_len` bytes, numbered from `first` by `step`.
 ///
 /// # Safety
-/// The CPU must support AVX2, VAES, VPCLMULQDQ, AES-NI, PCLMULQDQ and SSE4.1
+/// The CPU must support AVX2, BMI2, VAES, VPCLMULQDQ, AES-NI, PCLMULQDQ and SSE4.1
 /// (`Backend::Vaes256.is_supported()`).
-#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,bmi2,vaes,vpclmulqdq")]
 pub(crate) unsafe fn xts(
     keys: &RoundKeys,
     decrypt: bool,
@@ -54,6 +59,19 @@ unsafe fn units<const DEC: bool, const NR: usize>(
             *wide = _mm256_broadcastsi128_si256(*key);
         }
         let unit_len = unit_len.max(16);
+        let keys = if DEC { &keys.dec } else { &keys.enc };
+        let buf =
+            match crate::stream::whole_units::<stream::Ymm, DEC, NR>(keys, &tk, buf, unit_len, first, step) {
+                Ok((rest, number)) => {
+                    if !rest.is_empty() {
+                        one_unit::<DEC, NR>(&rk, &rk128, rest, aesni::encrypt_tweak::<NR>(&tk, number));
+                    }
+                    return;
+                }
+                Err(buf) => buf,
+            };
+        #[cfg(test)]
+        crate::reached::hit(crate::Backend::Vaes256, crate::reached::Path::InRegisters, NR);
         if buf.len() <= unit_len {
             one_unit::<DEC, NR>(&rk, &rk128, buf, aesni::encrypt_tweak::<NR>(&tk, first));
             return;
@@ -123,7 +141,7 @@ unsafe fn one_unit<const DEC: bool, const NR: usize>(
 /// # Safety
 /// The CPU must support AVX2 and VPCLMULQDQ.
 #[inline(always)]
-unsafe fn mul_x_pow(t: __m256i, k: __m256i) -> __m256i {
+pub(super) unsafe fn mul_x_pow(t: __m256i, k: __m256i) -> __m256i {
     // SAFETY: the caller guarantees the features.
     unsafe {
         let down = _mm256_sub_epi64(_mm256_set1_epi64x(64), k);

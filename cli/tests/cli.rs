@@ -67,7 +67,14 @@ fn backends_lists_auto() {
     let out = sectorcrypt(&["backends", "--json"]);
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["auto"], sectorcrypt::Backend::fastest().name());
+    // Where VAES-256 and VAES-512 both run, each process times the two and keeps the faster, so the
+    // CLI's choice may differ from this process's when they are close; elsewhere `auto` is the widest.
+    let auto = json["auto"].as_str().unwrap();
+    if sectorcrypt::Backend::Vaes512.is_supported() && sectorcrypt::Backend::Vaes256.is_supported() {
+        assert!(["vaes256", "vaes512"].contains(&auto), "{auto}");
+    } else {
+        assert_eq!(auto, sectorcrypt::Backend::fastest().name());
+    }
     assert_eq!(json["backends"].as_array().unwrap().len(), 4);
 }
 

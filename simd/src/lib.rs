@@ -73,6 +73,7 @@ pub(crate) use for_each_middle_round;
 
 #[cfg(target_arch = "x86_64")]
 pub mod ceiling;
+mod choice;
 mod gf128;
 mod keys;
 mod portable;
@@ -229,10 +230,10 @@ impl Backend {
         Backend::ALL.into_iter().filter(|b| b.is_supported())
     }
 
-    /// The fastest backend this CPU can run: the widest, which measured fastest on every CPU at hand
-    /// (`docs/PERFORMANCE.md`, "In-register ceilings per instruction set").
+    /// The fastest backend this CPU can run: the widest, except that on a CPU with both VAES kernels
+    /// the first call times them and keeps the faster (cached; see `docs/PERFORMANCE.md`, "`auto`").
     pub fn fastest() -> Backend {
-        Backend::supported().last().unwrap_or(Backend::Portable)
+        choice::fastest()
     }
 }
 

@@ -120,15 +120,45 @@ impl Drop for Ring {
     }
 }
 
+/// After a round instruction in a width's `asm!` text: nothing (`-`), or tweak `$j` of the group being
+/// made (at `$at`), by the width's own `double!`.
+macro_rules! then {
+    ($at:literal, -) => {
+        ""
+    };
+    ($at:literal, $j:literal) => {
+        double!($at, $j)
+    };
+}
+pub(crate) use then;
+
+/// Runs `$run!` on the width's `$block!` text for the direction `$dec`, the round count `$nr` (10 or
+/// 14) and four groups or one (`$four`), with the width's encryption and decryption instructions.
+macro_rules! for_variant {
+    ($run:ident, $block:ident, $dec:expr, $nr:expr, $four:expr, [$enc:literal, $enclast:literal, $decr:literal, $declast:literal]) => {
+        match ($dec, $nr == 10, $four) {
+            (false, true, true) => $run!($block!($enc, $enclast, 10, true)),
+            (false, true, false) => $run!($block!($enc, $enclast, 10, false)),
+            (false, false, true) => $run!($block!($enc, $enclast, 14, true)),
+            (false, false, false) => $run!($block!($enc, $enclast, 14, false)),
+            (true, true, true) => $run!($block!($decr, $declast, 10, true)),
+            (true, true, false) => $run!($block!($decr, $declast, 10, false)),
+            (true, false, true) => $run!($block!($decr, $declast, 14, true)),
+            (true, false, false) => $run!($block!($decr, $declast, 14, false)),
+        }
+    };
+}
+pub(crate) use for_variant;
+
 /// The fewest groups a call needs for the streamed path: below it, making the first groups' tweaks
 /// before the first group costs more than the stream gains (`docs/PERFORMANCE.md`).
 const MIN_GROUPS: usize = 16;
 
 /// Runs XTS with the width `W` over the whole data units at the start of `buf` when the streamed path
-/// applies (units of whole groups, a call of at least [`MIN_GROUPS`]), and returns what is left (a
-/// short last unit, or nothing) with its unit number. Otherwise returns `buf` untouched, for the
-/// width's in-register path. Units of `unit_len` bytes are numbered from `first` by `step`; `rk`
-/// holds the round keys of the direction.
+/// applies (units of whole groups, a call of at least [`MIN_GROUPS`]), then `last` over what is left (a
+/// short last unit, if any) with its unit number, and returns `None`. Otherwise returns `buf`
+/// untouched, for the width's in-register path. Units of `unit_len` bytes are numbered from `first` by
+/// `step`; `rk` holds the round keys of the direction.
 ///
 /// # Safety
 /// The CPU must support `W`'s kernel (which includes AES-NI, PCLMULQDQ and SSE4.1).
@@ -140,17 +170,21 @@ pub(crate) unsafe fn whole_units<'a, W: Groups, const DEC: bool, const NR: usize
     unit_len: usize,
     first: u128,
     step: u128,
-) -> Result<(Span<'a>, u128), Span<'a>> {
+    last: impl FnOnce(Span<'a>, u128),
+) -> Option<Span<'a>> {
     let group_bytes = 16 * W::BLOCKS;
     if !unit_len.is_multiple_of(group_bytes) || buf.len() < unit_len || buf.len() < MIN_GROUPS * group_bytes {
-        return Err(buf);
+        return Some(buf);
     }
     let whole = buf.len() - buf.len() % unit_len;
     let (streamed, rest) = buf.split_at(whole);
     // SAFETY: the caller guarantees the features; `unit_len` is a non-zero multiple of a group and
     // `streamed` a whole number of units.
     unsafe { units::<W, DEC, NR>(rk, tk, streamed, unit_len, first, step) };
-    Ok((rest, first.wrapping_add(step.wrapping_mul((whole / unit_len) as u128))))
+    if !rest.is_empty() {
+        last(rest, first.wrapping_add(step.wrapping_mul((whole / unit_len) as u128)));
+    }
+    None
 }
 
 /// Runs XTS over `buf`, whole data units of `unit_len` bytes (a non-zero multiple of a group), numbered
@@ -198,6 +232,14 @@ unsafe fn units<W: Groups, const DEC: bool, const NR: usize>(
         // The first group made that starts a unit. Counted, not found by `%`: a division per group
         // here held up every block.
         let mut next_start = AHEAD.next_multiple_of(per_unit);
+        // Before the block that starts at group `g`: when the first group it makes starts a unit, the
+        // generator starts from that unit's seed.
+        let mut seed = |g: usize, lo: &mut u64, hi: &mut u64| {
+            if g + AHEAD == next_start && next_start < total {
+                [*lo, *hi] = divide_by_x(firsts.next());
+                next_start += per_unit;
+            }
+        };
         let rk = rk.as_ptr().cast();
         #[cfg(test)]
         {
@@ -216,10 +258,7 @@ unsafe fn units<W: Groups, const DEC: bool, const NR: usize>(
                 rk,
             };
             for g in (0..total).step_by(4) {
-                if g + AHEAD == next_start && next_start < total {
-                    [lo, hi] = divide_by_x(firsts.next());
-                    next_start += per_unit;
-                }
+                seed(g, &mut lo, &mut hi);
                 (lo, hi) = W::four::<DEC, NR>(&p, lo, hi);
                 p.src = p.src.wrapping_add(4 * group_bytes);
                 p.dst = p.dst.wrapping_add(4 * group_bytes);
@@ -227,10 +266,7 @@ unsafe fn units<W: Groups, const DEC: bool, const NR: usize>(
             }
         } else {
             for g in 0..total {
-                if g + AHEAD == next_start && next_start < total {
-                    [lo, hi] = divide_by_x(firsts.next());
-                    next_start += per_unit;
-                }
+                seed(g, &mut lo, &mut hi);
                 let p = Pointers {
                     src: buf.src().add(g * group_bytes),
                     dst: buf.dst().add(g * group_bytes),

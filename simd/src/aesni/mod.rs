@@ -59,20 +59,17 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        let rk = load_keys(if DEC { &keys.dec } else { &keys.enc });
+        let round_keys = if DEC { &keys.dec } else { &keys.enc };
+        let rk = load_keys(round_keys);
         let tk = load_keys(&keys.tweak);
         let unit_len = unit_len.max(16);
-        let keys = if DEC { &keys.dec } else { &keys.enc };
-        let buf =
-            match crate::stream::whole_units::<stream::Xmm, DEC, NR>(keys, &tk, buf, unit_len, first, step) {
-                Ok((rest, number)) => {
-                    if !rest.is_empty() {
-                        one_unit::<DEC, NR>(&rk, rest, encrypt_tweak::<NR>(&tk, number));
-                    }
-                    return;
-                }
-                Err(buf) => buf,
-            };
+        // A short last unit after the stream goes through the path below.
+        let last = |rest, number| one_unit::<DEC, NR>(&rk, rest, encrypt_tweak::<NR>(&tk, number));
+        let Some(buf) = crate::stream::whole_units::<stream::Xmm, DEC, NR>(
+            round_keys, &tk, buf, unit_len, first, step, last,
+        ) else {
+            return;
+        };
         #[cfg(test)]
         crate::reached::hit(crate::Backend::AesNi, crate::reached::Path::InRegisters, NR);
         if buf.len() <= unit_len {

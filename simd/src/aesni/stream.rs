@@ -8,7 +8,7 @@
 //! `xor` (no BMI2: CPUs with AES-NI but without it run this kernel), and stored as 64-bit halves.
 
 use super::mul_x_pow;
-use crate::stream::{Groups, Pointers};
+use crate::stream::{Groups, Pointers, for_variant, then};
 use core::arch::asm;
 use core::arch::x86_64::*;
 
@@ -64,16 +64,6 @@ macro_rules! double {
             $j,
             " + 8], {hi}\n",
         )
-    };
-}
-
-/// After a round instruction: nothing (`-`), or tweak `$j` of the group being made (at `$at`).
-macro_rules! then {
-    ($at:literal, -) => {
-        ""
-    };
-    ($at:literal, $j:literal) => {
-        double!($at, $j)
     };
 }
 
@@ -235,16 +225,7 @@ unsafe fn blocks<const DEC: bool, const NR: usize, const FOUR: bool>(
     // bytes at `src` (read) and `dst` (written), their tweaks at `cur` (read), the tweaks made at
     // `ahead` (written) and the round keys (read).
     unsafe {
-        match (DEC, NR == 10, FOUR) {
-            (false, true, true) => run!(block!("aesenc", "aesenclast", 10, true)),
-            (false, true, false) => run!(block!("aesenc", "aesenclast", 10, false)),
-            (false, false, true) => run!(block!("aesenc", "aesenclast", 14, true)),
-            (false, false, false) => run!(block!("aesenc", "aesenclast", 14, false)),
-            (true, true, true) => run!(block!("aesdec", "aesdeclast", 10, true)),
-            (true, true, false) => run!(block!("aesdec", "aesdeclast", 10, false)),
-            (true, false, true) => run!(block!("aesdec", "aesdeclast", 14, true)),
-            (true, false, false) => run!(block!("aesdec", "aesdeclast", 14, false)),
-        }
+        for_variant!(run, block, DEC, NR, FOUR, ["aesenc", "aesenclast", "aesdec", "aesdeclast"]);
     }
     (lo, hi)
 }

@@ -52,24 +52,22 @@ unsafe fn units<const DEC: bool, const NR: usize>(
 ) {
     // SAFETY: the caller guarantees the features.
     unsafe {
-        let rk128 = aesni::load_keys(if DEC { &keys.dec } else { &keys.enc });
+        let round_keys = if DEC { &keys.dec } else { &keys.enc };
+        let rk128 = aesni::load_keys(round_keys);
         let tk = aesni::load_keys(&keys.tweak);
         let mut rk = [_mm256_setzero_si256(); 15];
         for (wide, key) in rk.iter_mut().zip(&rk128) {
             *wide = _mm256_broadcastsi128_si256(*key);
         }
         let unit_len = unit_len.max(16);
-        let keys = if DEC { &keys.dec } else { &keys.enc };
-        let buf =
-            match crate::stream::whole_units::<stream::Ymm, DEC, NR>(keys, &tk, buf, unit_len, first, step) {
-                Ok((rest, number)) => {
-                    if !rest.is_empty() {
-                        one_unit::<DEC, NR>(&rk, &rk128, rest, aesni::encrypt_tweak::<NR>(&tk, number));
-                    }
-                    return;
-                }
-                Err(buf) => buf,
-            };
+        // A short last unit after the stream goes through the path below.
+        let last =
+            |rest, number| one_unit::<DEC, NR>(&rk, &rk128, rest, aesni::encrypt_tweak::<NR>(&tk, number));
+        let Some(buf) = crate::stream::whole_units::<stream::Ymm, DEC, NR>(
+            round_keys, &tk, buf, unit_len, first, step, last,
+        ) else {
+            return;
+        };
         #[cfg(test)]
         crate::reached::hit(crate::Backend::Vaes256, crate::reached::Path::InRegisters, NR);
         if buf.len() <= unit_len {

@@ -7,7 +7,7 @@
 //! spread evenly through the rounds' instructions by `sarx` (BMI2, which every CPU with VAES has),
 //! `and`, `add`, `adc` and `xor`, and stored as 64-bit halves.
 
-use crate::stream::{Groups, Pointers};
+use crate::stream::{Groups, Pointers, for_variant, then};
 use core::arch::asm;
 use core::arch::x86_64::*;
 
@@ -78,16 +78,6 @@ macro_rules! double {
             $j,
             " + 8], {hi}\n",
         )
-    };
-}
-
-/// After a round instruction: nothing (`-`), or tweak `$j` of the group being made (at `$at`).
-macro_rules! then {
-    ($at:literal, -) => {
-        ""
-    };
-    ($at:literal, $j:literal) => {
-        double!($at, $j)
     };
 }
 
@@ -255,16 +245,7 @@ unsafe fn blocks<const DEC: bool, const NR: usize, const FOUR: bool>(
     // bytes at `src` (read) and `dst` (written), their tweaks at `cur` (read), the tweaks made at
     // `ahead` (written) and the round keys (read).
     unsafe {
-        match (DEC, NR == 10, FOUR) {
-            (false, true, true) => run!(block!("vaesenc", "vaesenclast", 10, true)),
-            (false, true, false) => run!(block!("vaesenc", "vaesenclast", 10, false)),
-            (false, false, true) => run!(block!("vaesenc", "vaesenclast", 14, true)),
-            (false, false, false) => run!(block!("vaesenc", "vaesenclast", 14, false)),
-            (true, true, true) => run!(block!("vaesdec", "vaesdeclast", 10, true)),
-            (true, true, false) => run!(block!("vaesdec", "vaesdeclast", 10, false)),
-            (true, false, true) => run!(block!("vaesdec", "vaesdeclast", 14, true)),
-            (true, false, false) => run!(block!("vaesdec", "vaesdeclast", 14, false)),
-        }
+        for_variant!(run, block, DEC, NR, FOUR, ["vaesenc", "vaesenclast", "vaesdec", "vaesdeclast"]);
     }
     (lo, hi)
 }

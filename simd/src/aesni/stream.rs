@@ -44,25 +44,14 @@ impl Groups for Xmm {
 /// Stores tweak `$j` of a group being made (at `$at`, a template expression) after doubling
 /// `(lo, hi)`: `t * x` is `t + t` across both halves, with `0x87` XORed into the low byte when bit
 /// 127 falls off (`sar` makes the mask, so no branch depends on the tweak).
+#[rustfmt::skip]
 macro_rules! double {
     ($at:literal, $j:literal) => {
         concat!(
-            "mov {t}, {hi}\n",
-            "sar {t}, 63\n",
-            "and {t:e}, 0x87\n",
-            "add {lo}, {lo}\n",
-            "adc {hi}, {hi}\n",
-            "xor {lo}, {t}\n",
-            "mov [",
-            $at,
-            " + 16*",
-            $j,
-            "], {lo}\n",
-            "mov [",
-            $at,
-            " + 16*",
-            $j,
-            " + 8], {hi}\n",
+            "mov {t}, {hi}\n", "sar {t}, 63\n", "and {t:e}, 0x87\n",
+            "add {lo}, {lo}\n", "adc {hi}, {hi}\n", "xor {lo}, {t}\n",
+            "mov [", $at, " + 16*", $j, "], {lo}\n",
+            "mov [", $at, " + 16*", $j, " + 8], {hi}\n",
         )
     };
 }
@@ -108,52 +97,25 @@ macro_rules! rounds {
 }
 
 /// Block `$j` of group `$k`: loaded, XORed with the first round key and its tweak.
+#[rustfmt::skip]
 macro_rules! whiten {
     ($k:literal, $j:literal) => {
         concat!(
-            "movdqu xmm",
-            $j,
-            ", [{src} + 128*",
-            $k,
-            " + 16*",
-            $j,
-            "]\n",
-            "pxor xmm",
-            $j,
-            ", xmm15\n",
-            "pxor xmm",
-            $j,
-            ", [{cur} + 128*",
-            $k,
-            " + 16*",
-            $j,
-            "]\n",
+            "movdqu xmm", $j, ", [{src} + 128*", $k, " + 16*", $j, "]\n",
+            "pxor xmm", $j, ", xmm15\n",
+            "pxor xmm", $j, ", [{cur} + 128*", $k, " + 16*", $j, "]\n",
         )
     };
 }
 
 /// Block `$j` of group `$k`: the last round, its tweak, stored.
+#[rustfmt::skip]
 macro_rules! finish {
     ($last:literal, $k:literal, $j:literal) => {
         concat!(
-            $last,
-            " xmm",
-            $j,
-            ", xmm14\n",
-            "pxor xmm",
-            $j,
-            ", [{cur} + 128*",
-            $k,
-            " + 16*",
-            $j,
-            "]\n",
-            "movdqu [{dst} + 128*",
-            $k,
-            " + 16*",
-            $j,
-            "], xmm",
-            $j,
-            "\n",
+            $last, " xmm", $j, ", xmm14\n",
+            "pxor xmm", $j, ", [{cur} + 128*", $k, " + 16*", $j, "]\n",
+            "movdqu [{dst} + 128*", $k, " + 16*", $j, "], xmm", $j, "\n",
         )
     };
 }

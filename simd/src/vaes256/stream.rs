@@ -59,24 +59,14 @@ unsafe fn prime(tweaks: *mut u8, base: __m128i, power: i32) {
 /// Stores tweak `$j` of a group being made (at `$at`, a template expression) after doubling
 /// `(lo, hi)`: `t * x` is `t + t` across both halves, with `0x87` XORed into the low byte when bit
 /// 127 falls off (`sarx` makes the mask, so no branch depends on the tweak).
+#[rustfmt::skip]
 macro_rules! double {
     ($at:literal, $j:literal) => {
         concat!(
-            "sarx {t}, {hi}, {c63}\n",
-            "and {t:e}, 0x87\n",
-            "add {lo}, {lo}\n",
-            "adc {hi}, {hi}\n",
-            "xor {lo}, {t}\n",
-            "mov [",
-            $at,
-            " + 16*",
-            $j,
-            "], {lo}\n",
-            "mov [",
-            $at,
-            " + 16*",
-            $j,
-            " + 8], {hi}\n",
+            "sarx {t}, {hi}, {c63}\n", "and {t:e}, 0x87\n",
+            "add {lo}, {lo}\n", "adc {hi}, {hi}\n", "xor {lo}, {t}\n",
+            "mov [", $at, " + 16*", $j, "], {lo}\n",
+            "mov [", $at, " + 16*", $j, " + 8], {hi}\n",
         )
     };
 }
@@ -124,55 +114,24 @@ macro_rules! rounds {
 }
 
 /// Register `$j` of group `$k`: its data XORed with the first round key and its tweaks.
+#[rustfmt::skip]
 macro_rules! whiten {
     ($k:literal, $j:literal) => {
         concat!(
-            "vpxor ymm",
-            $j,
-            ", ymm15, [{src} + 256*",
-            $k,
-            " + 32*",
-            $j,
-            "]\n",
-            "vpxor ymm",
-            $j,
-            ", ymm",
-            $j,
-            ", [{cur} + 256*",
-            $k,
-            " + 32*",
-            $j,
-            "]\n",
+            "vpxor ymm", $j, ", ymm15, [{src} + 256*", $k, " + 32*", $j, "]\n",
+            "vpxor ymm", $j, ", ymm", $j, ", [{cur} + 256*", $k, " + 32*", $j, "]\n",
         )
     };
 }
 
 /// Register `$j` of group `$k`: the last round, its tweaks, stored.
+#[rustfmt::skip]
 macro_rules! finish {
     ($last:literal, $k:literal, $j:literal) => {
         concat!(
-            $last,
-            " ymm",
-            $j,
-            ", ymm",
-            $j,
-            ", ymm14\n",
-            "vpxor ymm",
-            $j,
-            ", ymm",
-            $j,
-            ", [{cur} + 256*",
-            $k,
-            " + 32*",
-            $j,
-            "]\n",
-            "vmovdqu [{dst} + 256*",
-            $k,
-            " + 32*",
-            $j,
-            "], ymm",
-            $j,
-            "\n",
+            $last, " ymm", $j, ", ymm", $j, ", ymm14\n",
+            "vpxor ymm", $j, ", ymm", $j, ", [{cur} + 256*", $k, " + 32*", $j, "]\n",
+            "vmovdqu [{dst} + 256*", $k, " + 32*", $j, "], ymm", $j, "\n",
         )
     };
 }

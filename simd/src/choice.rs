@@ -7,11 +7,12 @@
 //! the core: on Zen 4 VAES-256 measured 4-8% faster (`docs/PERFORMANCE.md`), while on Intel cores the
 //! general-purpose work that VAES-256 does beside its rounds shares ports with the vector units.
 //!
-//! So on a CPU with both, the first call times the two kernels, AES-128 over sixteen 4 KiB units in
-//! a buffer of its own (a typical request of a VM disk), in alternation, and keeps the faster (VAES-512 unless VAES-256 beats its best
-//! time by more than 1%, so a tie settles on the wider kernel). The time stamp counter
-//! is the clock: it needs no operating system and ticks at one rate for both kernels. The choice is
-//! cached for the life of the process.
+//! So on a CPU with both, the first call times the two kernels, AES-128 over sixteen 4 KiB units (a
+//! typical request of a VM disk) in a buffer of its own, in alternation, and keeps the faster:
+//! VAES-512 unless VAES-256 beats its best time by more than 1%, so a tie settles on the wider kernel.
+//! The time stamp counter is the clock: it needs no operating system and ticks at one rate for both
+//! kernels. The choice is cached for the life of the process (two threads that ask first at once may
+//! each time the kernels; either answer is a correct kernel).
 
 extern crate alloc;
 

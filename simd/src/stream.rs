@@ -135,7 +135,10 @@ pub(crate) use then;
 /// Runs `$run!` on the width's `$block!` text for the direction `$dec`, the round count `$nr` (10 or
 /// 14) and four groups or one (`$four`), with the width's encryption and decryption instructions.
 macro_rules! for_variant {
-    ($run:ident, $block:ident, $dec:expr, $nr:expr, $four:expr, [$enc:literal, $enclast:literal, $decr:literal, $declast:literal]) => {
+    (
+        $run:ident, $block:ident, $dec:expr, $nr:expr, $four:expr,
+        [$enc:literal, $enclast:literal, $decr:literal, $declast:literal]
+    ) => {
         match ($dec, $nr == 10, $four) {
             (false, true, true) => $run!($block!($enc, $enclast, 10, true)),
             (false, true, false) => $run!($block!($enc, $enclast, 10, false)),

@@ -199,14 +199,21 @@ impl Policy {
     }
 }
 
-/// `der` as a PEM block with this label (base64 in lines of 64). The base64 is zeroized after use:
-/// the token key goes through here.
+/// `der` as a PEM block with this label (base64 in lines of 64). The token key goes through here, so
+/// the base64 is zeroized after use and the block is written into one allocation of its final size:
+/// no intermediate copy of the key is left in freed memory (the caller zeroizes the result).
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let body = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let lines: Vec<&str> =
-        body.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).expect("base64 is ASCII")).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    let (begin, end) = (format!("-----BEGIN {label}-----\n"), format!("-----END {label}-----\n"));
+    let mut out = String::with_capacity(begin.len() + body.len() + body.len().div_ceil(64) + end.len());
+    out.push_str(&begin);
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&end);
+    out
 }
 
 /// The certificates of a PEM file, DER.
